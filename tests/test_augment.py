@@ -1,0 +1,165 @@
+"""Tests for elastic deformation and the other augmentations (paper Sec. 3.1)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unet_tutorial.augment import augment_sample, elastic_deform
+
+
+@pytest.fixture
+def blobs():
+    """(image, labels): three rectangles/discs with labels 3 and 7; image = 0.2 + 0.6 * (label > 0)."""
+    rows, cols = np.indices((96, 80))
+    labels = np.zeros((96, 80), np.uint8)
+    labels[(rows - 30) ** 2 + (cols - 25) ** 2 <= 14**2] = 3
+    labels[55:85, 40:70] = 7
+    labels[10:20, 50:75] = 3
+    image = np.where(labels > 0, 0.8, 0.2).astype(np.float32)
+    return image, labels
+
+
+def _dihedral(array):
+    """The 8 flips/rotations of an array, in a fixed order."""
+    out = []
+    for flipped in (array, np.flip(array, axis=1)):
+        for k in range(4):
+            out.append(np.rot90(flipped, k))
+    return out
+
+
+def test_zero_displacement_is_identity(blobs):
+    image, labels = blobs
+    weights = np.random.default_rng(1).random(labels.shape).astype(np.float32)
+    out_image, out_labels, out_weights = elastic_deform(image, labels, sigma=0.0, rng=0, weights=weights)
+    np.testing.assert_allclose(out_image, image, atol=1e-6)
+    np.testing.assert_array_equal(out_labels, labels)
+    np.testing.assert_array_equal(out_weights, weights)
+
+
+def test_labels_keep_their_values_and_dtypes(blobs):
+    image, labels = blobs
+    weights = np.where(labels > 0, 2.5, 0.5).astype(np.float32)
+    for seed in range(5):
+        out_image, out_labels, out_weights = elastic_deform(image, labels, sigma=10.0, rng=seed, weights=weights)
+        assert set(np.unique(out_labels)) <= {0, 3, 7}
+        assert set(np.unique(out_weights)) <= {0.5, 2.5}
+        assert out_labels.dtype == labels.dtype and out_image.dtype == image.dtype
+        assert out_image.shape == image.shape
+        # Cubic overshoot is clipped to the input range.
+        assert out_image.min() >= 0.2 - 1e-6 and out_image.max() <= 0.8 + 1e-6
+
+
+def test_image_and_labels_move_together(blobs):
+    image, labels = blobs
+    out_image, out_labels, _ = elastic_deform(image, labels, sigma=10.0, rng=42)
+    # The deformation really moved the shapes ...
+    assert (out_labels != labels).mean() > 0.02
+    # ... and the image's edges (where it crosses 0.5) lie on the label's edges:
+    # the thresholded image equals the labels except at pixels next to a label border.
+    mismatch = (out_image > 0.5) != (out_labels > 0)
+    foreground = out_labels > 0
+    near_border = ndimage.binary_dilation(foreground) & ~ndimage.binary_erosion(foreground)
+    assert mismatch.mean() < 0.01
+    assert not (mismatch & ~near_border).any()
+
+
+def test_multichannel_and_uint8_images(blobs):
+    image, labels = blobs
+    rgb = np.stack([image, 1 - image, image], axis=-1)
+    rgb8 = (rgb * 255).astype(np.uint8)
+    out, out_labels, _ = elastic_deform(rgb8, labels, rng=3)
+    assert out.shape == rgb8.shape and out.dtype == np.uint8
+    # Every channel is deformed with the same field as the labels.
+    mismatch = (out[..., 0] > 127) != (out_labels > 0)
+    assert mismatch.mean() < 0.01
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+
+
+def test_same_seed_same_result_other_seed_different(blobs):
+    image, labels = blobs
+    first = elastic_deform(image, labels, rng=7)
+    second = elastic_deform(image, labels, rng=np.random.default_rng(7))
+    other = elastic_deform(image, labels, rng=8)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_displacement_size_follows_sigma(blobs):
+    image, labels = blobs
+    small = (elastic_deform(image, labels, sigma=0.5, rng=1)[1] != labels).mean()
+    large = (elastic_deform(image, labels, sigma=10.0, rng=1)[1] != labels).mean()
+    assert small < large
+
+
+def test_flips_and_rotations_act_alike_on_all_arrays(blobs):
+    image, labels = blobs
+    labels = labels[:80, :80]
+    image = np.random.default_rng(0).random((80, 80)).astype(np.float32)
+    weights = np.random.default_rng(1).random((80, 80)).astype(np.float32)
+    seen = set()
+    for seed in range(16):
+        out = augment_sample(image, labels, weights, rng=seed, elastic=False, intensity=False)
+        index = [i for i, candidate in enumerate(_dihedral(image)) if np.array_equal(candidate, out[0])]
+        assert len(index) == 1
+        np.testing.assert_array_equal(out[1], _dihedral(labels)[index[0]])
+        np.testing.assert_array_equal(out[2], _dihedral(weights)[index[0]])
+        seen.add(index[0])
+    assert len(seen) >= 4  # the transforms are actually random
+
+
+def test_augment_sample_keeps_non_square_shape(blobs):
+    image, labels = blobs
+    for seed in range(8):
+        out_image, out_labels, out_weights = augment_sample(image, labels, rng=seed)
+        assert out_image.shape == image.shape and out_labels.shape == labels.shape
+        assert out_weights is None
+        assert set(np.unique(out_labels)) <= {0, 3, 7}
+
+
+def test_grey_value_jitter_changes_only_the_image(blobs):
+    image, labels = blobs
+    weights = np.ones(labels.shape, np.float32)
+    out_image, out_labels, out_weights = augment_sample(
+        image, labels, weights, rng=5, elastic=False, flip=False, rotate=False, contrast=0.5, brightness=0.2
+    )
+    np.testing.assert_array_equal(out_labels, labels)
+    np.testing.assert_array_equal(out_weights, weights)
+    assert not np.allclose(out_image, image)
+    assert 0.0 <= out_image.min() and out_image.max() <= 1.0
+    # Contrast/brightness is monotone: the two grey levels keep their order.
+    assert out_image[labels > 0].min() > out_image[labels == 0].max()
+    out8, _, _ = augment_sample((image * 255).astype(np.uint8), labels, rng=5, elastic=False, flip=False, rotate=False)
+    assert out8.dtype == np.uint8
+
+
+def test_full_augmentation_is_reproducible(blobs):
+    image, labels = blobs
+    a = augment_sample(image, labels, rng=11)
+    b = augment_sample(image, labels, rng=11)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(labels=np.zeros((10, 10), np.uint8)), dict(weights=np.zeros((96, 81), np.float32))],
+)
+def test_mismatched_shapes_are_rejected(blobs, kwargs):
+    image, labels = blobs
+    arguments = dict(labels=labels, weights=None) | kwargs
+    with pytest.raises(ValueError, match="got"):
+        elastic_deform(image, arguments["labels"], weights=arguments["weights"])
+    with pytest.raises(ValueError, match="got"):
+        augment_sample(image, arguments["labels"], arguments["weights"])
+
+
+def test_bad_grid_sigma_rng_are_rejected(blobs):
+    image, labels = blobs
+    with pytest.raises(ValueError):
+        elastic_deform(image, labels, grid=1)
+    with pytest.raises(ValueError):
+        elastic_deform(image, labels, sigma=-1)
+    with pytest.raises(TypeError):
+        elastic_deform(image, labels, rng="seed")

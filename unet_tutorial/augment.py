@@ -1,0 +1,205 @@
+"""Data augmentation of U-Net (Ronneberger et al. 2015, Sec. 3.1).
+
+The paper trains on very few images (30 ISBI slices) and relies on augmentation,
+above all on random elastic deformations: "We generate smooth deformations using
+random displacement vectors on a coarse 3 by 3 grid. The displacements are
+sampled from a Gaussian distribution with 10 pixels standard deviation.
+Per-pixel displacements are then computed using bicubic interpolation."
+It also mentions shifts, rotations and grey-value variations.
+
+Every geometric operation here is applied identically to the image, the labels
+and the weight map. Images are resampled with cubic splines (order 3), labels
+and weight maps with nearest neighbour (order 0), so labels keep exactly their
+class values. Outside the image, values are mirrored (``mode="mirror"``: the
+edge pixel is not repeated, the same convention as ``tiling.mirror_pad``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["as_generator", "elastic_deform", "augment_sample"]
+
+
+def as_generator(rng=None) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from None (fresh entropy), an int seed or a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}.")
+
+
+def _check_sample(image, labels, weights):
+    """Check shapes: image (H, W) or (H, W, C); labels and weights (H, W)."""
+    image, labels = np.asarray(image), np.asarray(labels)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}.")
+    if labels.shape != image.shape[:2]:
+        raise ValueError(
+            f"labels must have the image's height and width {image.shape[:2]}, got shape "
+            f"{labels.shape}. Crop or pad both to the same size before augmenting."
+        )
+    if weights is not None:
+        weights = np.asarray(weights)
+        if weights.shape != image.shape[:2]:
+            raise ValueError(f"weights must have shape {image.shape[:2]} like the labels, got {weights.shape}.")
+    return image, labels, weights
+
+
+def _resample_image(image: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """Cubic-spline resampling of every channel at ``coordinates`` (2, H, W).
+
+    Cubic splines overshoot a little at sharp edges, so the result is clipped to
+    the input's value range; integer images are rounded back to their dtype.
+    """
+    planes = image[..., None] if image.ndim == 2 else image
+    low, high = planes.min(), planes.max()
+    out = np.stack(
+        [
+            ndimage.map_coordinates(planes[..., c].astype(np.float64), coordinates, order=3, mode="mirror")
+            for c in range(planes.shape[-1])
+        ],
+        axis=-1,
+    )
+    out = np.clip(out, low, high)
+    if np.issubdtype(image.dtype, np.integer):
+        out = np.rint(out)
+    out = out.astype(image.dtype)
+    return out[..., 0] if image.ndim == 2 else out
+
+
+def _resample_nearest(array: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour resampling: every output value is one of the input values."""
+    return ndimage.map_coordinates(array, coordinates, order=0, mode="mirror")
+
+
+def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, weights=None):
+    """Random smooth elastic deformation (Ronneberger et al. 2015, Sec. 3.1).
+
+    Displacement vectors (dy, dx) are drawn from N(0, sigma**2) pixels on a coarse
+    ``grid`` x ``grid`` lattice whose outer points lie on the image corners and
+    edges, and interpolated to every pixel with cubic splines (the paper:
+    "bicubic interpolation"). Output pixel (y, x) takes the input value at
+    (y + dy(y, x), x + dx(y, x)).
+
+    Args:
+        image: (H, W) or (H, W, C) array, any numeric dtype (resampled with order 3).
+        labels: (H, W) integer class or instance labels (resampled with order 0).
+        grid: number of lattice points per side (paper: 3).
+        sigma: standard deviation of the displacements in pixels (paper: 10).
+            ``sigma=0`` gives the identity.
+        rng: None, an int seed or a ``numpy.random.Generator``; the same seed
+            gives the same deformation.
+        weights: optional (H, W) weight map, deformed like the labels.
+
+    Returns:
+        (image, labels, weights): deformed arrays with the input shapes and
+        dtypes; ``weights`` is None when none was given.
+    """
+    image, labels, weights = _check_sample(image, labels, weights)
+    if not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"grid must be an integer >= 2 (the paper uses 3), got {grid!r}.")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0 pixels (the paper uses 10), got {sigma}.")
+    rng = as_generator(rng)
+    height, width = labels.shape
+
+    coarse = rng.normal(0.0, sigma, size=(2, grid, grid))  # (dy, dx) on the lattice
+    # Position of every pixel in lattice units: row 0 -> 0, row H-1 -> grid-1.
+    lattice_rows = np.linspace(0, grid - 1, height)
+    lattice_cols = np.linspace(0, grid - 1, width)
+    lattice_coordinates = np.stack(np.meshgrid(lattice_rows, lattice_cols, indexing="ij"))
+    displacement = np.stack(
+        [ndimage.map_coordinates(field, lattice_coordinates, order=3, mode="mirror") for field in coarse]
+    )  # (2, H, W)
+    pixels = np.indices((height, width), dtype=np.float64)
+    coordinates = pixels + displacement
+
+    deformed_image = _resample_image(image, coordinates)
+    deformed_labels = _resample_nearest(labels, coordinates)
+    deformed_weights = None if weights is None else _resample_nearest(weights, coordinates)
+    return deformed_image, deformed_labels, deformed_weights
+
+
+def _jitter_grey_values(image: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float):
+    """Random contrast and brightness: ``(x - mean) * c + mean + b``, clipped to range.
+
+    ``c`` is drawn from U(1 - contrast, 1 + contrast) and ``b`` from
+    U(-brightness, brightness) on the [0, 1] scale (integer images are scaled by
+    their dtype's maximum, e.g. 255 for uint8, and converted back).
+    """
+    if np.issubdtype(image.dtype, np.integer):
+        scale = float(np.iinfo(image.dtype).max)
+    else:
+        scale = 1.0
+    values = image.astype(np.float64) / scale
+    factor = rng.uniform(1.0 - contrast, 1.0 + contrast)
+    shift = rng.uniform(-brightness, brightness)
+    mean = values.mean()
+    values = np.clip((values - mean) * factor + mean + shift, 0.0, 1.0) * scale
+    if np.issubdtype(image.dtype, np.integer):
+        values = np.rint(values)
+    return values.astype(image.dtype)
+
+
+def augment_sample(
+    image,
+    labels,
+    weights=None,
+    rng=None,
+    *,
+    elastic: bool = True,
+    flip: bool = True,
+    rotate: bool = True,
+    intensity: bool = True,
+    grid: int = 3,
+    sigma: float = 10.0,
+    brightness: float = 0.1,
+    contrast: float = 0.2,
+):
+    """One random augmentation of a training sample (Ronneberger et al. 2015, Sec. 3.1).
+
+    In order: elastic deformation (:func:`elastic_deform`), a random flip of each
+    axis, a random rotation by a multiple of 90 degrees, and a grey-value jitter
+    of the image only. Geometric steps act identically on image, labels, weights.
+
+    Args:
+        image: (H, W) or (H, W, C) array. Float images are taken to lie in [0, 1]
+            for the grey-value jitter; integer images are scaled by their dtype's
+            maximum.
+        labels: (H, W) integer labels.
+        weights: optional (H, W) weight map.
+        rng: None, an int seed or a ``numpy.random.Generator``.
+        elastic, flip, rotate, intensity: switch each step on or off.
+        grid, sigma: elastic deformation lattice size and displacement std (px).
+        brightness: largest grey-value shift, on the [0, 1] scale.
+        contrast: largest relative change of contrast.
+
+    Returns:
+        (image, labels, weights) with the input dtypes; ``weights`` None if not
+        given. Non-square images are rotated only by 0 or 180 degrees, so the
+        shape never changes.
+    """
+    image, labels, weights = _check_sample(image, labels, weights)
+    rng = as_generator(rng)
+    if elastic:
+        image, labels, weights = elastic_deform(image, labels, grid=grid, sigma=sigma, rng=rng, weights=weights)
+
+    arrays = [image, labels] + ([] if weights is None else [weights])
+    if flip:
+        for axis in (0, 1):
+            if rng.random() < 0.5:
+                arrays = [np.flip(a, axis=axis) for a in arrays]
+    if rotate:
+        square = labels.shape[0] == labels.shape[1]
+        quarter_turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+        arrays = [np.rot90(a, k=quarter_turns, axes=(0, 1)) for a in arrays]
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    image, labels = arrays[0], arrays[1]
+    weights = arrays[2] if weights is not None else None
+
+    if intensity:
+        image = _jitter_grey_values(image, rng, brightness, contrast)
+    return image, labels, weights
