@@ -40,7 +40,7 @@ def _run(backend, *args, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == backend
-    return np.load(args[1])
+    return np.load(args[2])
 
 
 @pytest.mark.slow
