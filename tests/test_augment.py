@@ -163,3 +163,17 @@ def test_bad_grid_sigma_rng_are_rejected(blobs):
         elastic_deform(image, labels, sigma=-1)
     with pytest.raises(TypeError):
         elastic_deform(image, labels, rng="seed")
+
+
+@pytest.mark.parametrize("grid", [3, 5])
+def test_separable_displacement_equals_2d_bicubic_interpolation(grid):
+    from unet_tutorial.augment import _cubic_interpolation_matrix
+
+    coarse = np.random.default_rng(grid).normal(0, 10, (grid, grid))
+    rows, cols = _cubic_interpolation_matrix(57, grid), _cubic_interpolation_matrix(40, grid)
+    lattice = np.stack(np.meshgrid(np.linspace(0, grid - 1, 57), np.linspace(0, grid - 1, 40), indexing="ij"))
+    reference = ndimage.map_coordinates(coarse, lattice, order=3, mode="mirror")
+    np.testing.assert_allclose(rows @ coarse @ cols.T, reference, atol=1e-10)
+    # The interpolated field passes through the lattice values (corners here).
+    assert (rows @ coarse @ cols.T)[0, 0] == pytest.approx(coarse[0, 0])
+    assert (rows @ coarse @ cols.T)[-1, -1] == pytest.approx(coarse[-1, -1])

@@ -75,6 +75,21 @@ def _resample_nearest(array: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(array, coordinates, order=0, mode="mirror")
 
 
+def _cubic_interpolation_matrix(size: int, grid: int) -> np.ndarray:
+    """(size, grid) matrix M with ``M @ v`` = cubic-spline interpolation of ``v`` at ``size`` points.
+
+    The ``grid`` lattice points lie evenly from the first to the last pixel
+    (pixel 0 -> lattice 0, pixel size-1 -> lattice grid-1). Interpolation is
+    linear in the data, so column k is the interpolation of the k-th unit vector.
+    Equivalent to ``ndimage.map_coordinates(field, coordinates, order=3,
+    mode="mirror")`` on the 2-D lattice, but much faster for a whole image.
+    """
+    positions = np.linspace(0, grid - 1, size)  # pixel positions in lattice units
+    unit_vectors = np.eye(grid)
+    columns = [ndimage.map_coordinates(unit, [positions], order=3, mode="mirror") for unit in unit_vectors]
+    return np.stack(columns, axis=1)
+
+
 def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, weights=None):
     """Random smooth elastic deformation (Ronneberger et al. 2015, Sec. 3.1).
 
@@ -107,13 +122,11 @@ def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, 
     height, width = labels.shape
 
     coarse = rng.normal(0.0, sigma, size=(2, grid, grid))  # (dy, dx) on the lattice
-    # Position of every pixel in lattice units: row 0 -> 0, row H-1 -> grid-1.
-    lattice_rows = np.linspace(0, grid - 1, height)
-    lattice_cols = np.linspace(0, grid - 1, width)
-    lattice_coordinates = np.stack(np.meshgrid(lattice_rows, lattice_cols, indexing="ij"))
-    displacement = np.stack(
-        [ndimage.map_coordinates(field, lattice_coordinates, order=3, mode="mirror") for field in coarse]
-    )  # (2, H, W)
+    # Bicubic (cubic B-spline) interpolation is separable: interpolate along the
+    # rows with an (H, grid) matrix and along the columns with a (W, grid) one.
+    row_weights = _cubic_interpolation_matrix(height, grid)
+    col_weights = _cubic_interpolation_matrix(width, grid)
+    displacement = np.stack([row_weights @ field @ col_weights.T for field in coarse])  # (2, H, W)
     pixels = np.indices((height, width), dtype=np.float64)
     coordinates = pixels + displacement
 
