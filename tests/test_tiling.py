@@ -144,3 +144,22 @@ def test_tile_size_errors():
     free = build_unet((None, None, 1), base_filters=4, depth=2, dropout=0.0)
     fixed.set_weights(free.get_weights())
     np.testing.assert_allclose(predict_tiled(free, image + 0.5, tile_size=44), predict_tiled(fixed, image + 0.5), atol=1e-5)
+
+
+def test_plain_keras_model_with_same_padding():
+    """A model not built by build_unet: depth and padding are read from its layers."""
+    keras.utils.set_random_seed(9)
+    inputs = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    outputs = keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    image = np.random.default_rng(6).random((50, 77)).astype(np.float32)
+    tiled = predict_tiled(model, image, tile_size=64)
+    margin = 64 // 8  # receptive field radius 5 < margin: tiles see all the context they need
+    padded = mirror_pad(image, ((margin, 72 - 50 - margin), (margin, 96 - 77 - margin)))
+    reference = model.predict_on_batch(padded[None, ..., None])[0][margin : margin + 50, margin : margin + 77]
+    assert tiled.shape == (50, 77, 3)
+    np.testing.assert_allclose(tiled, reference, atol=2e-5)

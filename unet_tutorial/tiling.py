@@ -22,8 +22,9 @@ Conventions and one refinement of the paper:
   zero padding, so each tile keeps only its central part: tiles overlap by a
   margin of about T/8 (a multiple of the pooling factor) on every side.
 * Test-time augmentation (``tta=True``) averages the predictions for the 8
-  flips/rotations of the image, each mapped back (the paper averages rotated
-  and flipped inputs for ISBI, Sec. 4).
+  flips and 90-degree rotations of the image, each mapped back. The paper's
+  ISBI result is "averaged over 7 rotated versions of the input data" (Sec. 4);
+  the 8 symmetries of the pixel grid need no interpolation, so they are used here.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 
 from . import shapes
+from .model import InputSizeCheck
 
 __all__ = ["mirror_pad", "predict_tiled", "dihedral_transforms"]
 
@@ -115,12 +118,12 @@ def _plan_axis(image_size, input_size, output_size, pooling):
 
 
 def _unet_depth_and_padding(model):
-    """(depth, padding) of a ``build_unet`` model, or of a model with pooling and conv layers."""
+    """(depth, padding) of a ``build_unet`` model, or guessed from the pooling/conv layers."""
     for layer in model.layers:
-        if hasattr(layer, "depth") and hasattr(layer, "padding") and type(layer).__name__ == "InputSizeCheck":
+        if isinstance(layer, InputSizeCheck):  # build_unet's first layer knows both
             return layer.depth, layer.padding
-    n_pooling = sum(type(layer).__name__ == "MaxPooling2D" for layer in model.layers)
-    conv_paddings = [layer.padding for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    n_pooling = sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+    conv_paddings = [layer.padding for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     return n_pooling + 1, (conv_paddings[0] if conv_paddings else "same")
 
 
