@@ -153,3 +153,20 @@ def test_weight_map_on_isbi_slice_is_fast(shared_data):
     w_c = class_balance_weights(instances > 0)
     assert (weights[instances == 0] > w_c[instances == 0] + 1.0).mean() > 0.3
     np.testing.assert_allclose(weights[instances > 0], w_c[instances > 0])
+
+
+def test_separate_touching_instances_opens_a_gap():
+    from unet_tutorial.weights import separate_touching_instances
+
+    labels = np.zeros((12, 20), np.int32)
+    labels[2:10, 2:10] = 1
+    labels[2:10, 10:18] = 2  # touches cell 1 along column 9/10
+    labels[11, 0:3] = 3  # touches nothing
+    separated = separate_touching_instances(labels)
+    assert (separated[2:10, 9:11] == 0).all()  # the contact columns became background
+    np.testing.assert_array_equal(separated[labels == 3], 3)
+    np.testing.assert_array_equal(separated[2:10, 2:9], 1)
+    np.testing.assert_array_equal(separated[2:10, 11:18], 2)
+    # Before: no background between the cells, so no border term there; after: a peak.
+    assert weight_map(labels)[5, 9:11].max() < 2.0
+    assert weight_map(separated)[5, 9:11].min() > 5.0

@@ -23,6 +23,12 @@ implementation and the paper's Fig. 3d:
 Distances are Euclidean, between pixel centres, from a background pixel to the
 nearest pixel of a cell (``scipy.ndimage.distance_transform_edt``). With fewer
 than two cells there is no second-nearest cell and the border term is 0.
+
+Cells that touch directly have no background pixel between them, so the border
+term cannot mark that boundary. The paper's ground truth separates touching
+cells by a thin background gap (Fig. 3b); :func:`separate_touching_instances`
+makes such a gap in instance masks that lack one (e.g. some Cell Tracking
+Challenge masks) before the weight map and the class labels are computed.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["weight_map", "class_balance_weights", "instances_from_isbi"]
+__all__ = ["weight_map", "class_balance_weights", "instances_from_isbi", "separate_touching_instances"]
 
 
 def _check_label_image(labels: np.ndarray, name: str) -> np.ndarray:
@@ -199,3 +205,27 @@ def instances_from_isbi(labels: np.ndarray) -> np.ndarray:
         )
     instances, _ = ndimage.label(labels == 1)  # default structure: 4-connectivity
     return instances.astype(np.int32)
+
+
+def separate_touching_instances(instance_labels: np.ndarray) -> np.ndarray:
+    """Set to background every cell pixel that has a pixel of another cell among its 8 neighbours.
+
+    This opens a background gap (about 2 px wide) where two instances touch, as
+    in the paper's ground truth (Fig. 3b), so that the class labels show the
+    separation and the weight map's border term weights it. Not a step the paper
+    describes in code; a common preprocessing for instance masks.
+
+    Args:
+        instance_labels: (H, W) integer array, 0 = background, 1..n = cells.
+
+    Returns:
+        (H, W) int32 instance labels with the touching pixels set to 0.
+    """
+    labels = _check_label_image(instance_labels, "instance_labels").astype(np.int64)
+    largest_neighbour = ndimage.maximum_filter(labels, size=3, mode="nearest")
+    # Background must not count as "another cell": make it larger than any label.
+    smallest_neighbour = ndimage.minimum_filter(
+        np.where(labels == 0, labels.max() + 1, labels), size=3, mode="nearest"
+    )
+    touching = (labels > 0) & ((largest_neighbour > labels) | (smallest_neighbour < labels))
+    return np.where(touching, 0, labels).astype(np.int32)
