@@ -536,8 +536,8 @@ def safe_extract_zip(archive, target) -> list[pathlib.Path]:
     """
     target = pathlib.Path(target).resolve()
     with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
-        for member in members:
+        plan = []
+        for member in zf.infolist():
             name = member.filename.replace("\\", "/")
             destination = (target / name).resolve()
             is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
@@ -548,9 +548,18 @@ def safe_extract_zip(archive, target) -> list[pathlib.Path]:
                     f"outside {target} (absolute path, '..' or link). The archive is damaged or "
                     "malicious; nothing was extracted."
                 )
-        target.mkdir(parents=True, exist_ok=True)
-        zf.extractall(target)
-    return [target / m.filename for m in members if not m.is_dir()]
+            plan.append((member, destination))
+        # Write exactly the checked paths (zipfile.extractall would rewrite names itself).
+        written = []
+        for member, destination in plan:
+            if member.is_dir():
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as source, open(destination, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+            written.append(destination)
+    return written
 
 
 def _base_url(source: Source, base_url) -> str:
