@@ -37,6 +37,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -444,8 +445,9 @@ def load_ctc(name: str, sequence: str = "01", data_dir=None, verify: bool = True
             missing = sorted(set(expected) - set(found))
             extra = sorted(set(found) - set(expected))
             raise DatasetNotFoundError(
-                _missing_message(name, folder, f"GT/SEG masks differ from the manifest "
-                                 f"(missing {missing[:5]}, unexpected {extra[:5]})")
+                f"{masks_dir}: the GT/SEG masks differ from the manifest (missing {missing[:5]}, "
+                f"unexpected {extra[:5]}). Fetch the dataset again with `python -m unet_tutorial "
+                f"fetch {name}`, or pass verify=False to load another release as it is."
             )
     images, masks = [], []
     for number in sorted(mask_paths):
@@ -586,7 +588,9 @@ def verify_local(name: str, data_dir=None) -> pathlib.Path:
     missing = [p for p in info.files if not (folder / p).is_file()]
     if missing:
         raise DatasetNotFoundError(
-            _missing_message(name, folder, f"{len(missing)} files missing, e.g. {missing[:3]}")
+            f"{folder} holds an incomplete copy of {name!r}: {len(missing)} files missing, e.g. "
+            f"{missing[:3]}. Move the folder away and run `python -m unet_tutorial fetch {name}` "
+            f"again, or point {_DATA_ENV} (or data_dir=) to a complete copy."
         )
     for relative, expected in info.files.items():
         found = file_sha256(folder / relative)
@@ -726,16 +730,24 @@ def _fetch_archive(info: DatasetInfo, archive: RemoteFile, url: str, root: pathl
 
 def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=sorted(manifest()), help="dataset to fetch")
-    parser.add_argument("--data-dir", default=None,
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help=f"folder for the datasets (default: ${_DATA_ENV}, else data/ of the checkout or the OS cache)")
-    parser.add_argument("--source", default=None, help="download source from the manifest (default: the dataset's default)")
-    parser.add_argument("--base-url", default=None, help=f"download from this base URL instead (also ${_BASE_URL_ENV})")
+    sources = sorted({key for info in manifest().values() for key in info.sources})
+    parser.add_argument("--source", default=None, choices=sources,
+                        help="where to download from (default: isbi2012 github-slices, CTC sets ctc-zip)")
+    parser.add_argument("--base-url", default=None, metavar="URL",
+                        help=f"download from a mirror of the canonical layout at URL (also ${_BASE_URL_ENV})")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    folder = fetch(args.name, data_dir=args.data_dir, progress=not args.no_progress,
-                   source=args.source, base_url=args.base_url)
+    """``python -m unet_tutorial fetch NAME``: 0 when the data are in place, 1 with a message if not."""
+    try:
+        folder = fetch(args.name, data_dir=args.data_dir, progress=not args.no_progress,
+                       source=args.source, base_url=args.base_url)
+    except (OSError, ValueError) as error:  # our errors subclass these; the message says what to do
+        print(f"fetch {args.name} failed: {error}", file=sys.stderr)
+        return 1
     info = dataset_info(args.name)
     print(f"{args.name}: verified, in {folder}")
     print(f"Terms: {info.license}")
