@@ -46,6 +46,14 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 import tifffile
 
+__all__ = [
+    "ChecksumError", "CTCData", "DatasetInfo", "DatasetNotFoundError", "DownloadError",
+    "ISBI2012", "ImageFormatError", "LabelValueError", "SegmentationDataset",
+    "UnknownDatasetError", "UnsafeArchiveError", "data_dir", "dataset_info", "download_file",
+    "fetch", "file_sha256", "load_ctc", "load_isbi2012", "manifest", "pixel_fingerprint",
+    "read_tiff", "safe_extract_zip", "verify_local",
+]
+
 # ---------------------------------------------------------------------------
 # Errors. Each subclasses the built-in exception a caller would expect, so
 # ``except FileNotFoundError`` or ``except ValueError`` keep working.
@@ -711,14 +719,15 @@ def _fetch_archive(info: DatasetInfo, archive: RemoteFile, url: str, root: pathl
             tops = [p.parent for p in staging.rglob("01") if p.is_dir() and p.parent.name != "01"]
             if not tops:
                 raise DatasetNotFoundError(f"{archive.path} has no sequence folder 01/.")
+            top = min(tops, key=lambda p: len(p.parts))
             for relative, expected in info.files.items():
-                path = tops[0] / relative
+                path = top / relative
                 if not path.is_file():
                     raise DatasetNotFoundError(f"{archive.path} does not contain {relative}.")
                 found_hash = file_sha256(path)
                 if found_hash != expected:
                     raise ChecksumError(f"{relative} in {archive.path}", expected, found_hash)
-            os.replace(tops[0], folder)
+            os.replace(top, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         zip_path.unlink(missing_ok=True)
