@@ -200,6 +200,15 @@ def test_fetch_refuses_zip_slip_archive(server, tmp_path):
     assert server.requests == ["/DIC-C2DH-HeLa.zip"]
 
 
+def test_fetch_truncated_zip_is_an_error_and_leaves_nothing(server, tmp_path):
+    _zip(server.www / "whole.zip", {f"PhC-C2DH-U373/01/t{i:03d}.tif": bytes(5000) for i in range(20)})
+    (server.www / "PhC-C2DH-U373.zip").write_bytes((server.www / "whole.zip").read_bytes()[:40_000])
+    root = tmp_path / "data"
+    with pytest.raises(ValueError, match="not a zip archive"):
+        datasets.fetch("PhC-C2DH-U373", data_dir=root, progress=False, base_url=server.url)
+    assert _all_files(root) == []
+
+
 # ---------------------------------------------------------------------------
 # fetch end to end
 

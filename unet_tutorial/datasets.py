@@ -545,6 +545,9 @@ def safe_extract_zip(archive, target) -> list[pathlib.Path]:
         The paths of the extracted files.
     """
     target = pathlib.Path(target).resolve()
+    if not zipfile.is_zipfile(archive):
+        raise ValueError(f"{archive} is not a zip archive (truncated or an error page?); "
+                         "delete it and fetch again.")
     with zipfile.ZipFile(archive) as zf:
         plan = []
         for member in zf.infolist():
@@ -566,8 +569,11 @@ def safe_extract_zip(archive, target) -> list[pathlib.Path]:
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as source, open(destination, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
+            try:
+                with zf.open(member) as source, open(destination, "wb") as sink:
+                    shutil.copyfileobj(source, sink, 1 << 20)
+            except zipfile.BadZipFile as error:  # e.g. a CRC error in a damaged member
+                raise ValueError(f"{archive}: member {member.filename!r} is damaged ({error}).") from error
             written.append(destination)
     return written
 
