@@ -1,0 +1,320 @@
+"""Tests for the evaluation metrics (paper Tables 1 and 2) against independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.metrics import adapted_rand_error as skimage_adapted_rand_error
+from skimage.metrics import variation_of_information as skimage_variation_of_information
+
+from unet_tutorial import metrics
+from unet_tutorial import warping
+
+FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+EIGHT = np.ones((3, 3), dtype=bool)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _component_counts(cells: np.ndarray) -> tuple[int, int]:
+    """Brute force: 4-connected cells and 8-connected background (outside = membrane)."""
+    padded = np.pad(cells, 1)
+    return ndimage.label(padded, FOUR)[1], ndimage.label(~padded, EIGHT)[1]
+
+
+def _is_simple_brute_force(cells: np.ndarray, r: int, c: int) -> bool:
+    """A flip is simple when it changes neither component count (2-D, one pixel)."""
+    flipped = cells.copy()
+    flipped[r, c] = ~flipped[r, c]
+    return _component_counts(cells) == _component_counts(flipped)
+
+
+def _blocky_labels(rng, shape=(40, 40), n_seeds=8) -> np.ndarray:
+    """ISBI-like labels: Voronoi cells (1) separated by one-pixel membranes (0)."""
+    seeds = rng.integers(0, shape[0], size=(n_seeds, 2))
+    rows, cols = np.indices(shape)
+    distance = (rows[..., None] - seeds[:, 0]) ** 2 + (cols[..., None] - seeds[:, 1]) ** 2
+    regions = distance.argmin(-1)
+    boundary = np.zeros(shape, dtype=bool)
+    boundary[:-1] |= regions[:-1] != regions[1:]
+    boundary[:, :-1] |= regions[:, :-1] != regions[:, 1:]
+    return (~boundary).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- Rand and VI
+@pytest.mark.parametrize("seed", range(20))
+def test_adapted_rand_error_matches_skimage(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(5, 30, size=2))
+    truth = rng.integers(0, rng.integers(2, 8), size=shape)
+    predicted = rng.integers(0, rng.integers(2, 8), size=shape)
+    ours = metrics.adapted_rand_error(truth, predicted, prediction_background="label", self_pairs=False)
+    reference = skimage_adapted_rand_error(truth, predicted)
+    assert ours.error == pytest.approx(reference[0], abs=1e-12)
+    # the challenge's convention: predicted background pixels are singletons,
+    # i.e. skimage on a prediction whose 0-pixels each get a label of their own
+    relabelled = predicted.copy()
+    background = relabelled == 0
+    relabelled[background] = predicted.max() + 1 + np.arange(background.sum())
+    singletons = metrics.adapted_rand_error(truth, predicted, prediction_background="singletons", self_pairs=False)
+    assert singletons.error == pytest.approx(skimage_adapted_rand_error(truth, relabelled)[0], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_variation_of_information_matches_skimage(seed):
+    rng = np.random.default_rng(100 + seed)
+    shape = tuple(rng.integers(5, 30, size=2))
+    truth = rng.integers(0, rng.integers(2, 8), size=shape)
+    predicted = rng.integers(0, rng.integers(2, 8), size=shape)
+    for ignore in (False, True):
+        ours = metrics.variation_of_information(truth, predicted, ignore_true_background=ignore)
+        reference = skimage_variation_of_information(truth, predicted, ignore_labels=(0,) if ignore else ())
+        np.testing.assert_allclose(ours, reference, atol=1e-10)
+
+
+def test_variation_of_information_tells_split_from_merge():
+    truth = np.repeat([[1, 1, 2, 2]], 4, axis=0)
+    merged = np.ones_like(truth)
+    split, merge = metrics.variation_of_information(truth, merged)
+    assert split == pytest.approx(0.0) and merge == pytest.approx(1.0)
+    split, merge = metrics.variation_of_information(merged, truth)
+    assert split == pytest.approx(1.0) and merge == pytest.approx(0.0)
+
+
+def test_rand_error_on_isbi_labels_perfect_split_and_swapped():
+    rng = np.random.default_rng(0)
+    labels = np.stack([_blocky_labels(rng) for _ in range(3)])
+    assert metrics.rand_error(labels, labels) == 0.0
+    assert metrics.v_rand(labels, labels) == 1.0
+    assert metrics.v_info(labels, labels) == pytest.approx(1.0)
+    # a membrane cut through one cell raises the error
+    cut = labels.copy()
+    cells = metrics.cell_components(labels[0])
+    biggest = np.bincount(cells.ravel())[1:].argmax() + 1
+    rows, cols = np.nonzero(cells == biggest)
+    cut[0, rows.min():rows.max() + 1, int(np.median(cols))] = 0
+    assert 0 < metrics.rand_error(cut, labels) < 1
+    # swapped labels: every true-cell pixel is predicted membrane, a singleton,
+    # so V_rand = 2n / (n + sum a_i^2) with a_i the true cell sizes
+    swapped = 1 - labels
+    sizes = np.bincount(metrics.cell_components(labels).ravel())[1:].astype(float)
+    n = sizes.sum()
+    assert metrics.rand_error(swapped, labels) == pytest.approx(1 - 2 * n / (n + (sizes ** 2).sum()))
+    h_true = -(sizes / n * np.log2(sizes / n)).sum()
+    assert metrics.v_info(swapped, labels) == pytest.approx(2 * h_true / (h_true + np.log2(n)))
+
+
+def test_rand_error_is_pooled_over_slices_not_averaged():
+    rng = np.random.default_rng(3)
+    labels = np.stack([_blocky_labels(rng, n_seeds=4), _blocky_labels(rng, n_seeds=12)])
+    predicted = labels.copy()
+    predicted[0, :, 20] = 0
+    pooled = metrics.adapted_rand_error(metrics.cell_components(labels), metrics.cell_components(predicted)).error
+    assert metrics.rand_error(predicted, labels) == pytest.approx(pooled)
+
+
+# ----------------------------------------------------------------------------- pixel error
+@pytest.mark.parametrize("seed", range(10))
+def test_pixel_error_matches_direct_count(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=(2, 9, 11))
+    predicted = rng.integers(0, 2, size=(2, 9, 11))
+    tp = fp = fn = differ = 0
+    for p, t in zip(predicted.ravel().tolist(), labels.ravel().tolist()):
+        tp += p == 1 and t == 1
+        fp += p == 1 and t == 0
+        fn += p == 0 and t == 1
+        differ += p != t
+    f_score = 2 * tp / (2 * tp + fp + fn)
+    assert metrics.pixel_error(predicted, labels) == pytest.approx(1 - f_score)
+    assert metrics.pixel_error(predicted, labels, definition="mismatch") == pytest.approx(differ / labels.size)
+
+
+# ----------------------------------------------------------------------------- warping error
+def test_simple_point_table_matches_brute_force_component_counts():
+    rng = np.random.default_rng(0)
+    table = warping.simple_point_table()
+    for _ in range(40):
+        cells = rng.random((7, 7)) < 0.55
+        padded = np.pad(cells, 1)
+        for r in range(7):
+            for c in range(7):
+                code = warping._neighbourhood_codes(padded, np.array([r]), np.array([c]))[0]
+                assert table[code] == _is_simple_brute_force(cells, r, c), (cells, r, c)
+    # sanity: an isolated pixel and a pixel inside a solid block are not simple
+    assert not table[0] and not table[255]
+
+
+def test_warping_error_zero_for_simple_point_deformation():
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        labels = _blocky_labels(rng, shape=(48, 48), n_seeds=6).astype(bool)
+        deformed = labels.copy()
+        touched = np.zeros_like(labels)
+        for _ in range(400):  # flip random simple points, each pixel at most once
+            r, c = rng.integers(0, 48, size=2)
+            if not touched[r, c] and _is_simple_brute_force(deformed, r, c):
+                deformed[r, c] = ~deformed[r, c]
+                touched[r, c] = True
+        assert touched.sum() > 20
+        result = metrics.warping_error(deformed.astype(np.uint8), labels.astype(np.uint8))
+        assert result.warping_error == 0.0 and result.topological_errors == 0
+        assert metrics.pixel_error(deformed, labels, definition="mismatch") > 0
+
+
+def _two_cells():
+    labels = np.zeros((12, 21), dtype=np.uint8)
+    labels[2:10, 2:10] = 1
+    labels[2:10, 11:19] = 1  # one membrane column (10) between the cells
+    return labels
+
+
+def test_warping_counts_one_merge():
+    labels = _two_cells()
+    merged = labels.copy()
+    merged[2:10, 10] = 1
+    result = metrics.warping_error(merged, labels, return_warped=True)
+    assert result.merges == 1 and result.topological_errors == 1
+    # every pixel of the one-pixel membrane touches both cells, so none of them
+    # is simple: the whole line (8 pixels) stays an error (a split, by contrast,
+    # shrinks to one pixel, see the next test)
+    assert result.n_mismatches == 8
+    assert _component_counts(result.warped) == _component_counts(labels.astype(bool))
+
+
+def test_warping_counts_one_split():
+    labels = np.zeros((12, 12), dtype=np.uint8)
+    labels[2:10, 2:10] = 1
+    split = labels.copy()
+    split[2:10, 6] = 0
+    result = metrics.warping_error(split, labels)
+    assert result.splits == 1 and result.topological_errors == 1 and result.n_mismatches == 1
+
+
+def test_warping_counts_added_object_and_hole():
+    labels = _two_cells()
+    predicted = labels.copy()
+    predicted[0, 15] = 1  # an extra one-pixel cell in the membrane
+    predicted[5, 5] = 0  # a hole inside the first cell
+    result = metrics.warping_error(predicted, labels)
+    assert result.object_additions == 1 and result.hole_additions == 1
+    assert result.splits == result.merges == 0 and result.n_mismatches == 2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_warping_error_never_above_pixel_error(seed):
+    rng = np.random.default_rng(seed)
+    labels = _blocky_labels(rng, shape=(40, 40))
+    predicted = labels ^ (rng.random(labels.shape) < 0.1)
+    predicted = ndimage.binary_opening(predicted).astype(np.uint8)
+    result = metrics.warping_error(predicted, labels, return_warped=True)
+    assert 0 < result.warping_error <= metrics.pixel_error(predicted, labels, definition="mismatch")
+    assert _component_counts(result.warped) == _component_counts(labels.astype(bool))
+
+
+def test_warping_perfect_and_swapped():
+    rng = np.random.default_rng(2)
+    labels = _blocky_labels(rng)
+    perfect = metrics.warping_error(labels, labels)
+    assert perfect.warping_error == 0 and perfect.topological_errors == 0
+    swapped = metrics.warping_error(1 - labels, labels)
+    assert swapped.warping_error > 0 and swapped.topological_errors > 0
+
+
+# ----------------------------------------------------------------------------- threshold sweep
+def test_isbi_scores_perfect_and_swapped():
+    rng = np.random.default_rng(4)
+    labels = np.stack([_blocky_labels(rng) for _ in range(2)])
+    perfect = metrics.isbi_scores(1.0 - labels.astype(np.float32), labels)
+    assert perfect.pixel_error == perfect.rand_error == perfect.warping_error == 0.0
+    assert perfect.v_rand == 1.0 and perfect.v_info == pytest.approx(1.0)
+    assert 0 < perfect.rand_error_threshold <= 1.0
+    swapped = metrics.isbi_scores(labels.astype(np.float32), labels)
+    assert swapped.pixel_error == 1.0  # no threshold finds a single true cell pixel
+    assert swapped.pixel_mismatch == pytest.approx(labels.mean())  # best: predict all membrane
+    assert swapped.rand_error > 0.5
+
+
+def test_isbi_scores_each_error_minimised_over_thresholds():
+    rng = np.random.default_rng(5)
+    labels = _blocky_labels(rng)
+    probabilities = np.clip(ndimage.gaussian_filter(1.0 - labels, 1.0) + rng.normal(0, 0.2, labels.shape), 0, 1)
+    thresholds = (0.2, 0.5, 0.8)
+    scores = metrics.isbi_scores(probabilities, labels, thresholds)
+    for name, function in (("pixel_error", metrics.pixel_error), ("rand_error", metrics.rand_error)):
+        values = [function((probabilities < t).astype(np.uint8), labels) for t in thresholds]
+        assert getattr(scores, name) == pytest.approx(min(values))
+        assert getattr(scores, f"{name}_threshold") == thresholds[int(np.argmin(values))]
+    warp = [metrics.warping_error((probabilities < t).astype(np.uint8), labels).warping_error for t in thresholds]
+    assert scores.warping_error == pytest.approx(min(warp))
+
+
+# ----------------------------------------------------------------------------- bad and degenerate input
+def test_bad_input_raises_clear_errors():
+    labels = np.ones((8, 8), dtype=np.uint8)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.pixel_error(np.ones((8, 9), dtype=np.uint8), labels)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.isbi_scores(np.full((8, 8), 1.5), labels)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.isbi_scores(np.full((8, 8), np.nan), labels)
+    with pytest.raises(ValueError, match="255"):
+        metrics.rand_error(labels, labels * 255)
+    with pytest.raises(ValueError, match="channel 0"):
+        metrics.isbi_scores(np.zeros((2, 8, 8, 2)), np.ones((2, 8, 8, 2), dtype=np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        metrics.seg_score(np.ones((4, 4), int), np.ones((4, 5), int))
+    with pytest.raises(ValueError, match="thresholds"):
+        metrics.isbi_scores(np.zeros((8, 8)), labels, thresholds=(1.5,))
+
+
+@pytest.mark.parametrize("truth_value", [0, 1])
+@pytest.mark.parametrize("predicted_value", [0, 1])
+def test_degenerate_maps_give_defined_values(truth_value, predicted_value):
+    labels = np.full((2, 10, 10), truth_value, dtype=np.uint8)
+    predicted = np.full((2, 10, 10), predicted_value, dtype=np.uint8)
+    values = [metrics.pixel_error(predicted, labels), metrics.pixel_error(predicted, labels, definition="mismatch"),
+              metrics.rand_error(predicted, labels), metrics.v_info(predicted, labels),
+              metrics.warping_error(predicted, labels).warping_error,
+              *metrics.iou(predicted, labels, n_classes=2), metrics.seg_score(predicted, labels)]
+    assert all(np.isfinite(v) and 0 <= v <= 1 for v in values)
+    scores = metrics.isbi_scores(1.0 - predicted.astype(np.float32), labels)
+    assert all(np.isfinite(v) for v in (scores.pixel_error, scores.rand_error, scores.warping_error, scores.v_info))
+    if truth_value == predicted_value:
+        assert metrics.pixel_error(predicted, labels) == 0 and metrics.rand_error(predicted, labels) == 0
+
+
+# ----------------------------------------------------------------------------- Table 2
+def _table2_example():
+    """GT objects A, B, C, D on one row; prediction splits A, merges B+C, misses D."""
+    truth = np.zeros((1, 40), dtype=np.int32)
+    truth[0, 0:10], truth[0, 12:22], truth[0, 24:28], truth[0, 30:34] = 1, 2, 3, 4
+    predicted = np.zeros((1, 40), dtype=np.int32)
+    predicted[0, 0:6], predicted[0, 6:10], predicted[0, 12:28], predicted[0, 30:32] = 1, 2, 3, 4
+    return predicted, truth
+
+
+def test_seg_score_hand_computed_split_merge_unmatched():
+    predicted, truth = _table2_example()
+    value, per_object = metrics.seg_score(predicted, truth, return_per_object=True)
+    # A: largest piece 6 of 10 -> 6/10; B: 10/16; C: 4/16; D: covered by exactly half -> no match
+    np.testing.assert_allclose(per_object, [0.6, 10 / 16, 4 / 16, 0.0])
+    assert value == pytest.approx((0.6 + 10 / 16 + 4 / 16) / 4)
+    assert metrics.seg_score(truth, truth) == 1.0
+    assert metrics.seg_score(np.zeros_like(truth), truth) == 0.0
+    assert metrics.seg_score(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+
+
+def test_iou_hand_computed():
+    predicted, truth = _table2_example()
+    np.testing.assert_allclose(metrics.iou(predicted > 0, truth > 0), [10 / 14, 26 / 30])
+    np.testing.assert_allclose(metrics.iou(truth > 0, truth > 0), [1.0, 1.0])
+    np.testing.assert_allclose(metrics.iou(truth == 0, truth > 0), [0.0, 0.0])
+    # a class absent from both maps counts as perfectly predicted, never NaN
+    np.testing.assert_allclose(metrics.iou(np.zeros((3, 3), int), np.zeros((3, 3), int), n_classes=2), [1.0, 1.0])
+
+
+def test_seg_score_of_a_stack_averages_over_all_objects():
+    predicted, truth = _table2_example()
+    stack_value = metrics.seg_score(np.stack([predicted, truth]), np.stack([truth, truth]))
+    assert stack_value == pytest.approx((0.6 + 10 / 16 + 4 / 16 + 0 + 4) / 8)
