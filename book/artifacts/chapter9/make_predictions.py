@@ -1,0 +1,116 @@
+"""Make the small artifacts of chapter 9: a short real U-Net run on ISBI-2012.
+
+Trains a small U-Net (depth 3, 16 base filters) on ISBI-2012 training slices
+0-19 for a few minutes on a CPU, then predicts the held-out slices 20-29 with
+overlap-tile inference and stores
+
+* ``isbi_heldout_membrane.npz``: ``membrane`` (10, 512, 512) uint8, P(membrane)
+  scaled to 0..255 (channel 0 of the softmax), and ``slices`` (10,) the indices of
+  the slices in the training stack (the images and labels are NOT stored: the
+  ISBI terms forbid re-hosting; the chapter loads them from the dataset);
+* ``history.json``: per-epoch training and validation loss/accuracy (Keras
+  ``History.history`` layout: one list per metric);
+* ``provenance.json``: command, commit, backend, hardware, versions, date, time.
+
+Departures from the paper (to fit a CPU and a few minutes): a smaller network,
+Adam instead of SGD with momentum 0.99, 188x188 input tiles, batch 4.
+
+Run from the repository root:
+    UNET_TUTORIAL_DATA=../shared/data python book/artifacts/chapter9/make_predictions.py
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+
+from unet_tutorial import build_unet, datasets, losses, tiling
+
+HERE = pathlib.Path(__file__).resolve().parent
+TRAIN_SLICES = list(range(0, 20))
+HELDOUT_SLICES = list(range(20, 30))
+TILE, DEPTH, FILTERS = 188, 3, 16
+TIME_BUDGET_S = float(os.environ.get("CHAPTER9_TIME_BUDGET_S", 420))
+MAX_EPOCHS = 60
+
+
+def _atomic_write(path: pathlib.Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class _TimeBudget(keras.callbacks.Callback):
+    """Stop after the epoch in which the wall-clock budget runs out."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.start = seconds, time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.time() - self.start > self.seconds:
+            self.model.stop_training = True
+
+
+def main() -> int:
+    start = time.time()
+    keras.utils.set_random_seed(0)
+    data = datasets.load_isbi2012()
+    train = datasets.SegmentationDataset(
+        data.images[TRAIN_SLICES], data.labels[TRAIN_SLICES], tile_size=TILE, depth=DEPTH,
+        batch_size=4, tiles_per_epoch=32, seed=0)
+    val = datasets.SegmentationDataset(
+        data.images[HELDOUT_SLICES[:2]], data.labels[HELDOUT_SLICES[:2]], tile_size=TILE, depth=DEPTH,
+        batch_size=8, validation=True)
+    model = build_unet(input_shape=(TILE, TILE, 1), base_filters=FILTERS, depth=DEPTH, dropout=0.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.WeightedCrossEntropy(),
+                  weighted_metrics=["accuracy"])
+    history = model.fit(train, validation_data=val, epochs=MAX_EPOCHS, verbose=2,
+                        callbacks=[_TimeBudget(TIME_BUDGET_S)])
+    train_s = time.time() - start
+
+    membrane = np.stack([tiling.predict_tiled(model, data.images[i], batch_size=8)[..., 0] for i in HELDOUT_SLICES])
+    membrane_u8 = np.round(np.clip(membrane, 0, 1) * 255).astype(np.uint8)
+    _atomic_write(HERE / "isbi_heldout_membrane.npz",
+                  lambda p: np.savez_compressed(open(p, "wb"), membrane=membrane_u8, slices=np.array(HELDOUT_SLICES)))
+    hist = {k: [float(v) for v in values] for k, values in history.history.items()}
+    _atomic_write(HERE / "history.json", lambda p: p.write_text(json.dumps(hist, indent=1)))
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    provenance = {
+        "command": "UNET_TUTORIAL_DATA=../shared/data python book/artifacts/chapter9/make_predictions.py",
+        "commit": commit,
+        "backend": keras.backend.backend(),
+        "versions": {"keras": keras.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "hardware": f"CPU only, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared machine",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.time() - start, 1),
+        "train_time_s": round(train_s, 1),
+        "epochs": len(hist["loss"]),
+        "model": {"tile_size": TILE, "depth": DEPTH, "base_filters": FILTERS, "dropout": 0.0,
+                  "parameters": int(model.count_params())},
+        "training": {"slices": TRAIN_SLICES, "tiles_per_epoch": 32, "batch_size": 4, "optimizer": "Adam(1e-3)",
+                     "loss": "WeightedCrossEntropy with the Eq. 2 weight map (w0=10, sigma=5)",
+                     "augmentation": "elastic, flips, rotations, grey values (augment.augment_sample)"},
+        "heldout_slices": HELDOUT_SLICES,
+        "files": {"isbi_heldout_membrane.npz": "P(membrane) of the held-out slices, uint8 0..255",
+                  "history.json": "per-epoch loss/accuracy, Keras History layout"},
+    }
+    _atomic_write(HERE / "provenance.json", lambda p: p.write_text(json.dumps(provenance, indent=1)))
+    print(json.dumps(provenance, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
