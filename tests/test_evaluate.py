@@ -147,6 +147,28 @@ def test_evaluate_and_predict_with_a_tiny_untrained_model(shared_data, tmp_path,
     assert evaluate.run_predict(bad) == 1
 
 
+@pytest.mark.integration
+def test_evaluate_reads_the_held_out_fold_and_tile_size_from_state_json(shared_data, tmp_path, capsys):
+    import json
+
+    from unet_tutorial.model import build_unet
+
+    run = tmp_path / "run"
+    run.mkdir()
+    build_unet(input_shape=(None, None, 1), base_filters=4, depth=2, dropout=0.0).save(run / "model.keras")
+    config = {"dataset": "isbi2012", "validation_folds": 10, "validation_fold": 9, "depth": 2, "padding": "valid"}
+    (run / "state.json").write_text(json.dumps({"config": config}))
+    code, out, err = _evaluate(["--model", str(run / "model.keras"), "--no-warping", "--quiet",
+                                "--data-dir", str(shared_data)], capsys)
+    assert code == 0, err
+    assert "slices 27-29 (fold 9 of 10), held out" in out
+    # asking for slices the run trained on is allowed but flagged in the table
+    code, out, err = _evaluate(["--model", str(run / "model.keras"), "--slices", "0", "--no-warping", "--quiet",
+                                "--data-dir", str(shared_data)], capsys)
+    assert code == 0, err
+    assert "WARNING: 1 of these were trained on" in out
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_cli_prints_table1_for_a_cpu_tiny_model(shared_data, tmp_path, repo_root):

@@ -292,11 +292,32 @@ def _trained_indices(config: dict | None, dataset: str, sequence: str, n: int) -
     return set(range(n)) - held_out
 
 
-def _probabilities_for(args, images, indices) -> np.ndarray:
+def _default_tile_size(model, config: dict | None, image_shape) -> int | None:
+    """A tile size for a model that takes any size: one tile covering the whole image.
+
+    Only when the model has no fixed input size and its training config (depth,
+    padding) is known; otherwise ``None`` (the model's own size, or
+    ``predict_tiled`` asks for ``--tile-size``).
+    """
+    if model.input_shape[1] is not None or not config:
+        return None
+    from . import shapes
+
+    depth, padding = int(config.get("depth", 5)), str(config.get("padding", "valid"))
+    border = 0 if padding == "same" else shapes.context_border(depth)
+    return shapes.nearest_valid_input(max(image_shape[:2]) + 2 * border, depth, padding)[1]
+
+
+def _predict(args, images, config: dict | None) -> np.ndarray:
+    model = load_model(args.model)
+    tile_size = args.tile_size or _default_tile_size(model, config, images.shape[1:])
+    return predict_stack(model, images, tta=args.tta, tile_size=tile_size, batch_size=args.batch_size,
+                         progress=not args.quiet)
+
+
+def _probabilities_for(args, images, indices, config: dict | None = None) -> np.ndarray:
     if args.model:
-        model = load_model(args.model)
-        return predict_stack(model, images[indices], tta=args.tta, tile_size=args.tile_size,
-                             batch_size=args.batch_size, progress=not args.quiet)
+        return _predict(args, images[indices], config)
     probabilities, file_slices = load_probabilities(args.probabilities)
     if file_slices is not None:
         position = {int(s): i for i, s in enumerate(np.asarray(file_slices).tolist())}
@@ -333,7 +354,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         sequence = ("01" if str(config.get("sequence")) == "02" else "02") if same_data else "02"
     images, truth = _load_truth(args.dataset, sequence, args.data_dir)
     indices, description = select_slices(len(images), args.slices, fold, folds)
-    probabilities = _probabilities_for(args, images, indices)
+    probabilities = _probabilities_for(args, images, indices, config)
     truth = truth[indices]
     if probabilities.shape[:3] != truth.shape:
         raise ValueError(f"probabilities have shape {probabilities.shape} but the labels {truth.shape}.")
@@ -405,9 +426,7 @@ def run_predict(args: argparse.Namespace) -> int:
             images, _ = _load_truth(args.dataset, args.sequence, args.data_dir)
             source = f"{args.dataset} {args.sequence}"
         indices, _ = select_slices(len(images), args.slices, args.fold, args.folds)
-        model = load_model(args.model)
-        probabilities = predict_stack(model, images[indices], tta=args.tta, tile_size=args.tile_size,
-                                      batch_size=args.batch_size, progress=not args.quiet)
+        probabilities = _predict(args, images[indices], _training_config(args.model))
         save_probabilities(output, probabilities, slices=indices, source=source, model=str(args.model), tta=args.tta)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
