@@ -212,6 +212,19 @@ def test_warping_error_never_above_pixel_error(seed):
     assert _component_counts(result.warped) == _component_counts(labels.astype(bool))
 
 
+def test_warping_error_of_a_stack_adds_up_its_slices():
+    rng = np.random.default_rng(7)
+    labels = np.stack([_blocky_labels(rng) for _ in range(3)])
+    predicted = labels.copy()
+    predicted[0, 5:30, 20] = 0  # a cut: splits in slice 0 only
+    predicted[2] = 1 - predicted[2]
+    per_slice = [metrics.warping_error(predicted[i], labels[i]) for i in range(3)]
+    stack = metrics.warping_error(predicted, labels, progress=True)
+    assert stack.n_mismatches == sum(r.n_mismatches for r in per_slice)
+    assert stack.warping_error == pytest.approx(np.mean([r.warping_error for r in per_slice]))
+    assert stack.splits == sum(r.splits for r in per_slice) and per_slice[1].topological_errors == 0
+
+
 def test_warping_perfect_and_swapped():
     rng = np.random.default_rng(2)
     labels = _blocky_labels(rng)

@@ -275,8 +275,10 @@ def v_info(predicted_labels, labels, *, connectivity: int = 4) -> float:
 
     Arganda-Carreras et al. 2015, Sec. 2.2.2: V_info = I(S; T) / (H(S)/2 + H(T)/2)
     over the true cells' pixels, with predicted membrane pixels there as
-    singletons (as for V_rand). Defined as 1.0 when both entropies are 0 (one
-    segment each, i.e. identical) and when the truth has no cell pixels.
+    singletons (as for V_rand). On a stack the cells of each slice are
+    separate segments and the entropies are taken over the pooled pixels of all
+    slices. Defined as 1.0 when both entropies are 0 (one segment each, i.e.
+    identical) and when the truth has no cell pixels.
     Departure: no membrane thinning (see :func:`v_rand`).
     """
     predicted, truth = _check_pair(predicted_labels, labels)
