@@ -772,8 +772,4 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 # The training input pipeline lives in pipeline.py; re-exported here so that
 # ``datasets.SegmentationDataset`` is the one place readers look for data.
-try:
-    from .pipeline import SegmentationDataset  # noqa: E402,F401
-except ModuleNotFoundError as _error:  # pipeline.py is not written yet
-    if _error.name != f"{__package__}.pipeline":
-        raise
+from .pipeline import SegmentationDataset  # noqa: E402,F401
