@@ -1,0 +1,183 @@
+"""The Jupyter Book: Korean/English parity, Colab copies, and the build itself.
+
+The fast tests read the chapter sources only. The build test (markers book and
+slow) runs the README's build command once per session; with
+UNET_TUTORIAL_BOOK_BUILT=1 it reuses an up-to-date ``_build/html`` (CI builds
+the book right before the tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+BOOK = REPO_ROOT / "book"
+HTML = REPO_ROOT / "_build" / "html"
+BUILD_COMMAND = ["jupyter-book", "build", "--all", "-W", "-n", "--keep-going", "."]
+LANGUAGE_LINK = {"ko": ("English version", "en"), "en": ("한국어판", "ko")}
+
+CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
+CELL_OPTIONS = re.compile(r"\A(---\n.*?\n---\n|(:[\w-]+:[^\n]*\n)+)", re.S)
+
+
+def code_cells(markdown_path: pathlib.Path) -> list[str]:
+    """Sources of the ```{code-cell} blocks of a MyST notebook, without their option header."""
+    cells = CODE_CELL.findall(markdown_path.read_text(encoding="utf-8"))
+    return [CELL_OPTIONS.sub("", cell, count=1).strip("\n") for cell in cells]
+
+
+def toc_files() -> list[str]:
+    """Every page of the book (only_build_toc_files: pages not listed are not built)."""
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [entry["file"] for entry in part.get("chapters", [])]
+    return files
+
+
+def chapters(language: str) -> list[pathlib.Path]:
+    """The notebook pages (files with a jupytext header) of one language listed in _toc.yml."""
+    pages = [REPO_ROOT / f"{name}.md" for name in toc_files() if name.startswith(f"book/{language}/")]
+    return sorted(p for p in pages if p.is_file() and p.read_text(encoding="utf-8").startswith("---\njupytext:"))
+
+
+def test_every_page_in_the_toc_exists():
+    missing = [name for name in toc_files() if not any((REPO_ROOT / f"{name}{ext}").is_file() for ext in (".md", ".ipynb"))]
+    assert missing == []
+
+
+def test_every_korean_chapter_has_an_english_counterpart_with_the_same_code():
+    korean = {p.name: p for p in chapters("ko")}
+    english = {p.name: p for p in chapters("en")}
+    assert len(korean) >= 4, f"expected at least chapters 1-4 in book/ko, found {sorted(korean)}"
+    assert korean.keys() == english.keys(), (
+        f"only in ko: {sorted(korean.keys() - english.keys())}, only in en: {sorted(english.keys() - korean.keys())}"
+    )
+    for name in korean:
+        ko_cells, en_cells = code_cells(korean[name]), code_cells(english[name])
+        assert ko_cells, f"{name} has no code cells"
+        assert len(ko_cells) == len(en_cells), f"{name}: {len(ko_cells)} code cells in ko, {len(en_cells)} in en"
+        for index, (ko_cell, en_cell) in enumerate(zip(ko_cells, en_cells)):
+            assert ko_cell == en_cell, f"{name}: code cell {index} differs between ko and en"
+
+
+def test_parity_check_sees_a_changed_cell(tmp_path):
+    source = chapters("ko")[0]
+    changed = tmp_path / source.name
+    changed.write_text(source.read_text(encoding="utf-8").replace("import numpy as np", "import numpy", 1), encoding="utf-8")
+    assert code_cells(changed) != code_cells(source)
+
+
+def test_every_chapter_links_to_its_counterpart():
+    for language, (link_text, other) in LANGUAGE_LINK.items():
+        for chapter in chapters(language):
+            text = chapter.read_text(encoding="utf-8")
+            assert f"[{link_text}](../{other}/{chapter.name})" in text, (
+                f"{chapter} must link to its counterpart near the top: [{link_text}](../{other}/{chapter.name})"
+            )
+
+
+def test_chapters_have_the_common_skeleton():
+    headings = {"ko": ("학습 목표", "## 요약", "## 연습문제", "## 참고문헌"), "en": ("Learning goals", "## Summary", "## Exercises", "## References")}
+    for language, required in headings.items():
+        for chapter in chapters(language):
+            text = chapter.read_text(encoding="utf-8")
+            positions = [text.find(heading) for heading in required]
+            assert -1 not in positions, f"{chapter} lacks {[h for h, p in zip(required, positions) if p < 0]}"
+            assert positions == sorted(positions), f"{chapter}: sections out of order {required}"
+            assert text.count("{dropdown}") >= 2, f"{chapter}: exercises need answers in dropdowns"
+
+
+def test_first_cell_installs_the_package_from_the_configured_repository_only_on_colab():
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text(encoding="utf-8"))
+    repository = config["repository"]["url"].rstrip("/")
+    for language in LANGUAGE_LINK:
+        for chapter in chapters(language):
+            first = code_cells(chapter)[0]
+            assert 'if "google.colab" in sys.modules' in first, f"{chapter}: first cell must install on Colab only"
+            urls = re.findall(r"git\+(\S+?)[\"'\s]", first)
+            assert urls == [repository], f"{chapter}: install URL {urls} differs from _config.yml repository.url {repository}"
+            assert not re.search(r"tensorflow[<>=~]", first), f"{chapter}: do not pin TensorFlow (Colab keeps its own)"
+
+
+def test_colab_copies_match_their_chapters():
+    """Colab opens book/<lang>/<chapter>.ipynb; it must hold the chapter's code cells."""
+    for language in LANGUAGE_LINK:
+        for chapter in chapters(language):
+            notebook_path = chapter.with_suffix(".ipynb")
+            refresh = f"run: jupytext --to ipynb {chapter.relative_to(REPO_ROOT)}"
+            assert notebook_path.is_file(), f"{notebook_path} is missing; {refresh}"
+            notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
+            cells = ["".join(c["source"]).strip("\n") for c in notebook["cells"] if c["cell_type"] == "code"]
+            assert cells == code_cells(chapter), f"{notebook_path} is out of date; {refresh}"
+            assert all(not c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code"), (
+                f"{notebook_path} must be stored without outputs"
+            )
+
+
+# ---------------------------------------------------------------------------
+# The build.
+
+
+def _sources_mtime() -> float:
+    pages = [REPO_ROOT / f"{name}.md" for name in toc_files()]
+    paths = [REPO_ROOT / "_config.yml", REPO_ROOT / "_toc.yml", *pages, *(REPO_ROOT / "unet_tutorial").glob("*.py")]
+    return max(p.stat().st_mtime for p in paths)
+
+
+@functools.lru_cache(maxsize=1)
+def build_book(data_dir: str) -> str:
+    """Build the book once per session (the README's command); return the build log.
+
+    Shared with tests/test_browser.py. Reuses ``_build/html`` when
+    UNET_TUTORIAL_BOOK_BUILT=1 and it is newer than every source.
+    """
+    page = HTML / "book" / "index.html"
+    if os.environ.get("UNET_TUTORIAL_BOOK_BUILT") == "1" and page.is_file() and page.stat().st_mtime > _sources_mtime():
+        return ""
+    env = {**os.environ, "UNET_TUTORIAL_DATA": data_dir, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    bin_dir = pathlib.Path(sys.executable).parent
+    command = [str(bin_dir / BUILD_COMMAND[0]) if (bin_dir / BUILD_COMMAND[0]).exists() else BUILD_COMMAND[0], *BUILD_COMMAND[1:]]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        pytest.fail(f"`{' '.join(BUILD_COMMAND)}` failed (exit {result.returncode}):\n{log[-6000:]}")
+    return log
+
+
+@pytest.fixture(scope="session")
+def built_book(shared_data) -> pathlib.Path:
+    build_book(str(shared_data))
+    return HTML
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_book_builds_without_warnings_and_both_languages_are_reachable(built_book, shared_data):
+    log = build_book(str(shared_data))
+    sphinx_warnings = [line for line in log.splitlines() if re.search(r"\S: (WARNING|ERROR): ", line)]
+    assert sphinx_warnings == []
+    landing = (built_book / "index.html").read_text(encoding="utf-8")
+    assert "book/index.html" in landing  # the root redirects to the landing page
+    home = (built_book / "book" / "index.html").read_text(encoding="utf-8")
+    for language, (link_text, other) in LANGUAGE_LINK.items():
+        for chapter in chapters(language):
+            assert f'href="{language}/{chapter.stem}.html' in home, f"landing page does not link {language}/{chapter.stem}"
+            page = (built_book / "book" / language / f"{chapter.stem}.html").read_text(encoding="utf-8")
+            assert f'href="../{other}/{chapter.stem}.html' in page, f"{language}/{chapter.stem}: no link to its counterpart"
+            colab = f"https://colab.research.google.com/github/unet-tutorial/unet-tutorial/blob/main/book/{language}/{chapter.stem}.ipynb"
+            assert colab in page, f"{language}/{chapter.stem}: no Colab button for the .ipynb copy"
+            for noise in ("oneDNN", "absl::", "cuda drivers", "Traceback"):
+                assert noise not in page, f"{language}/{chapter.stem}: {noise!r} leaked into the page"
+            for image in re.findall(r'<img [^>]*src="([^"]+)"', page):
+                if not image.startswith(("http:", "https:", "data:")):
+                    assert (built_book / "book" / language / image).resolve().is_file(), f"missing image {image}"
