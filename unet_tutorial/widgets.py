@@ -589,9 +589,11 @@ def static_stack_browser(images, labels, membrane, threshold: float = 0.5, slice
                         "<span style='color:#00b8d8'>missed</span> membrane"}
     boxes = [_titled(titles[k], _linked_stack(panels[k], position, "index")) for k in ("image", "truth", "prediction")]
     boxes.append(_titled(titles["errors"], _grid_stack(panels["errors"], position, opacity)))
+    # The score Stack sits in an inner VBox: as a direct child of the outer VBox, next to the sliders, it
+    # failed to render in html-manager 1.0.15 ("Could not create a view"); wrapped, it renders.
     return widgets.VBox([widgets.HBox([position, opacity], layout=widgets.Layout(flex_flow="row wrap")),
-                         _linked_stack(panels["scores"], position, "index"),
-                         widgets.HBox(boxes, layout=widgets.Layout(flex_flow="row wrap"))])
+                         widgets.VBox([_linked_stack(panels["scores"], position, "index"),
+                                       widgets.HBox(boxes, layout=widgets.Layout(flex_flow="row wrap"))])])
 
 
 def static_threshold_explorer(membrane, labels, images=None, thresholds=None, title: str = "",
