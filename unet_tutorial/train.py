@@ -45,7 +45,7 @@ import numpy as np
 from . import shapes
 from .pipeline import SegmentationDataset, synthetic_cells
 
-__all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "add_train_arguments", "run_train"]
+__all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "config_from_args", "add_train_arguments", "run_train"]
 
 DATASETS = ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa", "circles")
 OPTIMIZERS = ("sgd", "adam")
@@ -554,17 +554,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def run_train(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig that ``--preset`` and the ``--field value`` options describe.
+
+    With ``--resume`` and no ``--preset``, the saved run's config from
+    ``state.json`` in ``--output``, with the given fields replaced.
+    """
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     overrides = {name: value for name, value in vars(args).items() if name in names}
+    if getattr(args, "resume", False) and getattr(args, "preset", None) is None:
+        output_dir = pathlib.Path(overrides.get("output_dir", PRESETS["paper"].output_dir))
+        saved = _read_state(output_dir)["config"]
+        return TrainConfig(**{**saved, **overrides})
+    return TrainConfig.preset(getattr(args, "preset", None) or "paper", **overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
     try:
-        if args.resume and args.preset is None:
-            # Resume exactly the saved run; only epochs (and workers) may change.
-            output_dir = pathlib.Path(overrides.get("output_dir", PRESETS["paper"].output_dir))
-            saved = _read_state(output_dir)["config"]
-            config = TrainConfig(**{**saved, **overrides})
-        else:
-            config = TrainConfig.preset(args.preset or "paper", **overrides)
+        config = config_from_args(args)
         history = train(config, resume=args.resume, data_dir=args.data_dir, verbose=2 if args.quiet else "auto")
     except (ValueError, FileNotFoundError, TrainingDivergedError) as error:
         print(f"error: {error}", file=sys.stderr)

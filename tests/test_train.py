@@ -1,0 +1,189 @@
+"""Tests of training: learning, checkpoints, resume after SIGKILL, NaN stop, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from unet_tutorial.train import (
+    PRESETS,
+    TrainConfig,
+    TrainingDivergedError,
+    config_from_args,
+    held_out_split,
+    train,
+)
+
+# A cpu-tiny-like run on synthetic circles: 2 levels, 8 channels, 92 -> 76 tiles.
+TINY = dict(dataset="circles", depth=2, base_filters=8, tile_size=92, batch_size=2, steps_per_epoch=6, epochs=3)
+
+
+def _tiny(tmp_path, **overrides):
+    return TrainConfig.preset("cpu-tiny", **{**TINY, "output_dir": str(tmp_path / "run"), **overrides})
+
+
+def test_a_few_steps_on_circles_lower_the_loss_and_the_held_out_error(tmp_path):
+    history = train(_tiny(tmp_path), verbose=0)
+    assert history["epoch"] == [1, 2, 3]
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    assert history["val_pixel_error"][-1] < 0.7 * history["initial_metrics"]["val_pixel_error"]
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.glob("*.keras")) == ["checkpoint-epoch0003.keras", "model.keras"]
+    on_disk = json.loads((run / "history.json").read_text())
+    assert on_disk["loss"] == history["loss"]
+    rows = (run / "history.csv").read_text().splitlines()
+    assert rows[0].split(",")[0] == "epoch" and len(rows) == 4
+
+
+def test_held_out_images_are_never_trained_on():
+    seen = []
+    for fold in range(5):
+        trained, held_out = held_out_split(30, 5, fold)
+        assert len(held_out) == 6 and not set(trained) & set(held_out)
+        assert np.all(np.diff(held_out) == 1)  # one contiguous block of slices
+        seen += list(held_out)
+    assert sorted(seen) == list(range(30))
+    trained, held_out = held_out_split(30, 1, 0)
+    assert len(trained) == 30 and len(held_out) == 0
+
+
+# The train command alone (``python -m unet_tutorial train ...`` wires the same two functions).
+_TRAIN_MAIN = (
+    "import argparse, sys; from unet_tutorial.train import add_train_arguments, run_train; "
+    "parser = argparse.ArgumentParser(); add_train_arguments(parser); "
+    "sys.exit(run_train(parser.parse_args(sys.argv[1:])))"
+)
+
+
+def _cli(*args):
+    return [sys.executable, "-c", _TRAIN_MAIN, *args]
+
+
+def test_a_killed_run_resumes_to_the_same_epochs_and_losses(tmp_path):
+    """SIGKILL after the first checkpoint, resume: epochs 1..N once each, as if never killed."""
+    epochs = 4
+    output = tmp_path / "killed"
+    options = [
+        "--preset", "cpu-tiny", "--dataset", "circles", "--depth", "2", "--base-filters", "8",
+        "--tile-size", "92", "--batch-size", "2", "--steps-per-epoch", "12", "--epochs", str(epochs),
+        "--output", str(output), "--quiet",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(_cli(*options), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state_path = output / "state.json"
+    deadline = time.monotonic() + 120
+    while not state_path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    epoch_at_kill = json.loads(state_path.read_text())["epoch"]
+    assert 1 <= epoch_at_kill < epochs, "the run finished before it could be killed; make the epochs longer"
+
+    resumed = subprocess.run(_cli("--resume", "--output", str(output), "--quiet"), env=env, capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    history = json.loads((output / "history.json").read_text())
+    assert history["epoch"] == list(range(1, epochs + 1))
+    assert len(list(output.glob("checkpoint-epoch*.keras"))) == 1
+
+    # The same run, never interrupted, in this process: the same losses.
+    config = dataclasses.replace(
+        TrainConfig(**json.loads(state_path.read_text())["config"]), output_dir=str(tmp_path / "whole")
+    )
+    whole = train(config, verbose=0)
+    np.testing.assert_allclose(history["loss"], whole["loss"], rtol=1e-4)
+    np.testing.assert_allclose(history["val_pixel_error"], whole["val_pixel_error"], rtol=1e-4, atol=1e-4)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(_tiny(tmp_path), resume=True, verbose=0)
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error_on_resume(tmp_path):
+    config = _tiny(tmp_path, epochs=1, steps_per_epoch=1)
+    train(config, verbose=0)
+    run = tmp_path / "run"
+    checkpoint = run / json.loads((run / "state.json").read_text())["checkpoint"]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    with pytest.raises(ValueError, match="cannot be read.*truncated or damaged"):
+        train(dataclasses.replace(config, epochs=2), resume=True, verbose=0)
+    (run / "state.json").write_text("{not json")
+    with pytest.raises(ValueError, match="state.json is corrupt"):
+        train(dataclasses.replace(config, epochs=2), resume=True, verbose=0)
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    config = _tiny(tmp_path, epochs=1, steps_per_epoch=1)
+    train(config, verbose=0)
+    with pytest.raises(ValueError, match="learning_rate: saved 0.002, now 0.5"):
+        train(dataclasses.replace(config, learning_rate=0.5, epochs=2), resume=True, verbose=0)
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path):
+    config = _tiny(tmp_path, optimizer="sgd", learning_rate=1e30, epochs=2)
+    with pytest.raises(TrainingDivergedError, match=r"loss became (nan|inf).*epoch 1, batch \d.*Lower the learning"):
+        train(config, verbose=0)
+    assert not (tmp_path / "run" / "state.json").exists()  # no checkpoint of a diverged model
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="distribution='data-parallel' is not implemented yet"):
+        TrainConfig(distribution="data-parallel")
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        TrainConfig(mixed_precision="float8")
+    with pytest.raises(ValueError, match="tile_size=570.*556 or 572"):
+        TrainConfig(tile_size=570)
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig.preset("huge")
+
+
+def test_presets_follow_the_paper_where_they_say_so():
+    paper = PRESETS["paper"]
+    assert (paper.depth, paper.base_filters, paper.tile_size, paper.batch_size) == (5, 64, 572, 1)
+    assert (paper.optimizer, paper.momentum, paper.padding, paper.w0, paper.sigma) == ("sgd", 0.99, "valid", 10.0, 5.0)
+    assert PRESETS["colab"].mixed_precision == "mixed_float16"
+
+
+def _parse(*argv):
+    import argparse
+
+    from unet_tutorial.train import add_train_arguments
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_cli_maps_fields_onto_the_config():
+    args = _parse("--preset", "cpu-tiny", "--learning-rate", "0.5", "--elastic", "true", "--output", "/tmp/x")
+    config = config_from_args(args)
+    assert config == dataclasses.replace(PRESETS["cpu-tiny"], learning_rate=0.5, elastic=True, output_dir="/tmp/x")
+
+
+@pytest.mark.parametrize("argv", [["--no-such-field", "1"], ["--learning", "0.1"], ["--epochs", "many"]])
+def test_cli_rejects_unknown_fields_and_bad_values(argv, capsys):
+    with pytest.raises(SystemExit) as error:
+        _parse(*argv)
+    assert error.value.code == 2
+    message = capsys.readouterr().err
+    assert argv[0] in message or "invalid int value: 'many'" in message
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_cpu_tiny_on_isbi_lowers_the_held_out_pixel_error(tmp_path, shared_data):
+    """The cpu-tiny preset on real ISBI slices (fold 0 held out): the held-out error drops clearly."""
+    started = time.perf_counter()
+    history = train(TrainConfig.preset("cpu-tiny", output_dir=str(tmp_path / "isbi")), data_dir=shared_data, verbose=0)
+    start, end = history["initial_metrics"]["val_pixel_error"], history["val_pixel_error"][-1]
+    print(f"cpu-tiny ISBI held-out pixel error {start:.4f} -> {end:.4f} in {time.perf_counter() - started:.1f} s")
+    assert end < 0.8 * start
