@@ -18,6 +18,11 @@ Conventions used here (ISBI labels: 0 = membrane, 1 = cell):
   valid separator between cells. The challenge's Fiji scripts label cells with
   4-connectivity as well (``RandError``: ``connectedComponents(..., 4)``).
 * Outside the image counts as membrane (background).
+* No geometric constraint: any simple point may flip (Fiji's ``WarpingError``
+  takes an optional mask of where warping is allowed; the challenge's default
+  is none). Consequence worth knowing: a prediction with no cell at all scores
+  a small warping error, since each true cell shrinks to a single pixel (or a
+  thin loop around a hole); read the warping error next to the Rand error.
 * Disagreeing pixels are flipped in sweeps over the four (row mod 2, col mod 2)
   sub-lattices. Two pixels of one sub-lattice are never 8-neighbours, so flipping
   all simple ones at once equals flipping them one after another (each test
