@@ -156,14 +156,14 @@ def build_book(data_dir: str) -> str:
 
 @pytest.fixture(scope="session")
 def built_book(shared_data) -> pathlib.Path:
-    build_book(str(shared_data))
+    build_book(str(shared_data.resolve()))  # absolute: chapters run in their own folders
     return HTML
 
 
 @pytest.mark.book
 @pytest.mark.slow
 def test_book_builds_without_warnings_and_both_languages_are_reachable(built_book, shared_data):
-    log = build_book(str(shared_data))
+    log = build_book(str(shared_data.resolve()))
     sphinx_warnings = [line for line in log.splitlines() if re.search(r"\S: (WARNING|ERROR): ", line)]
     assert sphinx_warnings == []
     landing = (built_book / "index.html").read_text(encoding="utf-8")
