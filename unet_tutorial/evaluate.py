@@ -364,7 +364,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.dataset == "isbi2012":
         membrane = probabilities[..., 0] if probabilities.ndim == 4 else probabilities
-        thresholds = None if args.thresholds is None else [float(t) for t in args.thresholds.split(",")]
+        try:
+            thresholds = None if args.thresholds is None else [float(t) for t in args.thresholds.split(",")]
+        except ValueError:
+            raise ValueError(f"--thresholds must be comma-separated numbers in [0, 1], got {args.thresholds!r}.") from None
         scores = metrics.isbi_scores(membrane, truth, thresholds, warping=not args.no_warping, progress=not args.quiet)
         measured_on = f"ISBI-2012 training {description}{', held out' if config and not seen else ''}{how}{caveat}"
         rows, columns = table1_rows(scores, measured_on), TABLE1_COLUMNS
