@@ -104,8 +104,9 @@ def test_first_cell_installs_the_package_from_the_configured_repository_only_on_
         for chapter in chapters(language):
             first = code_cells(chapter)[0]
             assert 'if "google.colab" in sys.modules' in first, f"{chapter}: first cell must install on Colab only"
-            urls = re.findall(r"git\+(\S+?)[\"'\s]", first)
+            urls = re.findall(r"https://github\.com/[^\"'\s]+", first)
             assert urls == [repository], f"{chapter}: install URL {urls} differs from _config.yml repository.url {repository}"
+            assert "git+" in first and "pip" in first, f"{chapter}: first cell must pip install from git"
             assert not re.search(r"tensorflow[<>=~]", first), f"{chapter}: do not pin TensorFlow (Colab keeps its own)"
 
 
