@@ -28,18 +28,20 @@ if [[ ! -f "$dist/embed.js" ]]; then
     exit 1
 fi
 
+rm -rf "$target"
 mkdir -p "$target"
-# embed.js is a self-contained bundle (no require.js); it loads its widget
-# styles itself. Font Awesome icons come from a CDN only if a widget asks for an
-# icon, which the book's widgets do not.
-tmp="$target/.embed.js.tmp"
-cp "$dist/embed.js" "$tmp" && mv "$tmp" "$target/embed.js"
-cp "$work/node_modules/$package/LICENSE" "$target/LICENSE" 2>/dev/null || true
+# embed.js is a self-contained bundle (no require.js) that injects the widget
+# styles itself. Those styles load Font Awesome from files beside embed.js (the
+# hashed *.woff2/*.woff/*.ttf in dist/); they are copied too, so that no page
+# asks for a missing file. The *.eot/*.svg variants serve only very old
+# browsers and are left out (about 2 MB).
+cp "$dist/embed.js" "$dist/embed.js.LICENSE.txt" "$target/"
+cp "$dist"/*.woff2 "$dist"/*.woff "$dist"/*.ttf "$target/"
 resolved="$(node -p "require('$work/node_modules/$package/package.json').version")"
 sha="$(sha256sum "$target/embed.js" | cut -d' ' -f1)"
 cat > "$target/VERSION.txt" <<INFO
-$package $resolved (npm registry), file dist/embed.js
+$package $resolved (npm registry): dist/embed.js and the fonts it loads
 sha256 $sha
 refreshed $(date -u +%Y-%m-%d) by scripts/vendor_widgets_js.sh
 INFO
-echo "vendored $package@$resolved -> book/_static/widgets/embed.js ($(du -h "$target/embed.js" | cut -f1))"
+echo "vendored $package@$resolved -> book/_static/widgets/ ($(du -sh "$target" | cut -f1) in $(ls "$target" | wc -l) files)"

@@ -137,7 +137,7 @@ def colormap_rgb(values, vmin: float | None = None, vmax: float | None = None, c
     return np.round(colormaps[cmap](np.clip(scaled, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
-def encode_image(array, size: int | None = None, fmt: str = "png", quality: int = 85) -> bytes:
+def encode_image(array, size: int | None = None, fmt: str = "png", quality: int = 75) -> bytes:
     """Encode an (H, W) or (H, W, 3) array as PNG or JPEG bytes, optionally downscaled.
 
     Args:
@@ -165,8 +165,9 @@ def encode_image(array, size: int | None = None, fmt: str = "png", quality: int 
     return buffer.getvalue()
 
 
-def _image_widget(array, size=None, fmt="png", width=_PANEL_PX) -> widgets.Image:
-    return widgets.Image(value=encode_image(array, size, fmt), format=fmt, width=width)
+def _image_widget(array, size=None, fmt="png", width=_PANEL_PX, quality: int = 65) -> widgets.Image:
+    """An Image widget of ``array`` (static viewers: JPEG quality 65 keeps a page at a few MB)."""
+    return widgets.Image(value=encode_image(array, size, fmt, quality), format=fmt, width=width)
 
 
 def _titled(title: str, child) -> widgets.VBox:
@@ -279,7 +280,8 @@ def read_history(history) -> dict[str, list[float]]:
 
 def _metric_groups(history: dict) -> list[str]:
     """Base metric names (``loss``, ``accuracy``...) with their ``val_`` partners grouped."""
-    return [k for k in history if not k.startswith("val_")] or list(history)
+    groups = [k for k in history if not k.startswith("val_")] or list(history)
+    return sorted(groups, key=lambda k: (k != "loss", groups.index(k)))  # the loss first
 
 
 def _history_png(history: dict, metric: str, log_scale: bool = False) -> bytes:
@@ -549,7 +551,7 @@ def _choose_slices(n: int, max_slices: int) -> list[int]:
 
 
 def static_stack_browser(images, labels, membrane, threshold: float = 0.5, slice_numbers=None, max_slices: int = 8,
-                         opacities=(0.0, 0.5, 1.0), size: int = 256) -> widgets.VBox:
+                         opacities=(0.0, 0.5, 1.0), size: int = 224) -> widgets.VBox:
     """Kernel-free stack browser: a slice slider and an opacity slider over precomputed pictures.
 
     Args:
@@ -589,15 +591,16 @@ def static_stack_browser(images, labels, membrane, threshold: float = 0.5, slice
                         "<span style='color:#00b8d8'>missed</span> membrane"}
     boxes = [_titled(titles[k], _linked_stack(panels[k], position, "index")) for k in ("image", "truth", "prediction")]
     boxes.append(_titled(titles["errors"], _grid_stack(panels["errors"], position, opacity)))
+    rows = [widgets.HBox(boxes[:2]), widgets.HBox(boxes[2:])]  # 2 x 2 panels fit the book's text column
     # The score Stack sits in an inner VBox: as a direct child of the outer VBox, next to the sliders, it
     # failed to render in html-manager 1.0.15 ("Could not create a view"); wrapped, it renders.
     return widgets.VBox([widgets.HBox([position, opacity], layout=widgets.Layout(flex_flow="row wrap")),
                          widgets.VBox([_linked_stack(panels["scores"], position, "index"),
-                                       widgets.HBox(boxes, layout=widgets.Layout(flex_flow="row wrap"))])])
+                                       *rows])])
 
 
 def static_threshold_explorer(membrane, labels, images=None, thresholds=None, title: str = "",
-                              size: int = 256) -> widgets.VBox:
+                              size: int = 224) -> widgets.VBox:
     """Kernel-free threshold explorer for one slice (or a whole stack, scored together).
 
     Args:
@@ -633,7 +636,7 @@ def static_threshold_explorer(membrane, labels, images=None, thresholds=None, ti
 
 
 def static_weight_map_explorer(labels, w0_values=(0.0, 5.0, 10.0, 20.0), sigma_values=(2.0, 5.0, 10.0),
-                               instances: bool = False, size: int = 256) -> widgets.VBox:
+                               instances: bool = False, size: int = 224) -> widgets.VBox:
     """Kernel-free weight-map explorer: w0 and sigma sliders over precomputed maps (same colour scale)."""
     labels = np.asarray(labels)
     cells = labels.astype(np.int32) if instances else instances_from_isbi(labels)
@@ -655,7 +658,7 @@ def static_weight_map_explorer(labels, w0_values=(0.0, 5.0, 10.0, 20.0), sigma_v
 
 
 def static_elastic_explorer(image, labels, sigma_values=(0.0, 5.0, 10.0, 20.0), seeds=(0, 1, 2), grid: int = 3,
-                            size: int = 256) -> widgets.VBox:
+                            size: int = 224) -> widgets.VBox:
     """Kernel-free elastic-deformation explorer: displacement strength and seed sliders."""
     sigma = widgets.SelectionSlider(options=[f"{v:g}" for v in sigma_values],
                                     value=f"{sigma_values[min(2, len(sigma_values) - 1)]:g}", description="σ (px)")
@@ -681,6 +684,24 @@ def static_training_curves(history) -> widgets.VBox:
     return widgets.VBox([widgets.HBox([metric, scale]), _grid_stack(grid, metric, scale)])
 
 
+def book_artifact(name: str, folder="../artifacts/chapter9",
+                  base_url: str = "https://raw.githubusercontent.com/unet-tutorial/unet-tutorial/main/book/artifacts/chapter9"):
+    """Path of one of chapter 9's committed artifacts: the local copy, else a download (e.g. on Colab).
+
+    Args:
+        name: file name, e.g. ``"isbi_heldout_membrane.npz"``.
+        folder: where the file lies in a checkout, relative to the chapter (``book/ko`` or ``book/en``).
+        base_url: the same folder in the repository, used when there is no local copy.
+    """
+    path = pathlib.Path(folder) / name
+    if path.is_file():
+        return path
+    import pooch
+
+    return pathlib.Path(pooch.retrieve(f"{base_url}/{name}", known_hash=None, fname=name, progressbar=False,
+                                       path=pooch.os_cache("unet-tutorial") / "artifacts" / "chapter9"))
+
+
 def load_predictions(path) -> tuple[np.ndarray, np.ndarray]:
     """Membrane probabilities saved as uint8 in an ``.npz`` (keys ``membrane``, ``slices``).
 
@@ -701,7 +722,7 @@ def load_predictions(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = [
-    "ElasticExplorer", "StackBrowser", "ThresholdExplorer", "TrainingCurves", "WeightMapExplorer",
+    "ElasticExplorer", "StackBrowser", "book_artifact", "ThresholdExplorer", "TrainingCurves", "WeightMapExplorer",
     "colormap_rgb", "encode_image", "error_masks", "error_overlay", "load_predictions", "membrane_to_labels",
     "read_history", "slice_scores", "static_elastic_explorer", "static_stack_browser", "static_threshold_explorer",
     "static_training_curves", "static_weight_map_explorer", "threshold_curve", "to_grey_uint8",
