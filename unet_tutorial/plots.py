@@ -214,11 +214,12 @@ _ARROWS = {  # colour and legend text of each arrow type (as in the paper's Fig.
 }
 
 
-def plot_unet_architecture(model, figsize=(13, 6.5)):
+def plot_unet_architecture(model, figsize=(11, 6)):
     """Draw the U of a U-Net from its own layer shapes, in the style of the paper's Fig. 1.
 
     Each box is a feature map: its width grows with the number of channels
-    (written above it), its height with the spatial size (written beside it).
+    (written above it), its height with the spatial size (written below it;
+    one number for a square map).
     White boxes are the cropped copies from the contracting path.
     """
     maps = unet_feature_maps(model)
@@ -229,7 +230,7 @@ def plot_unet_architecture(model, figsize=(13, 6.5)):
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     x, previous, last_at_level = 0.0, None, {}
     up_arrow_x = upconv_end = 0.0
-    gap, level_height = 0.7, 1.6
+    gap, level_height = 0.7, 1.8
 
     def box_width(channels):
         return 0.18 + 0.5 * np.log2(channels) / np.log2(max_channels)
@@ -262,14 +263,14 @@ def plot_unet_architecture(model, figsize=(13, 6.5)):
             left += copy_width
         face = "#f2f2f2" if m["kind"] == "input" else "#cfe0f5"
         ax.add_patch(Rectangle((left, y_centre - height / 2), width, height, facecolor=face, edgecolor="black", lw=0.8))
-        ax.text(left + width / 2, y_centre + height / 2 + 0.05, str(m["channels"]), ha="center", va="bottom", fontsize=7)
-        ax.text(left - 0.03, y_centre - height / 2, f"{m['size']}x{m['width']}", ha="right", va="bottom",
-                rotation=90, fontsize=6)
+        ax.text(left + width / 2, y_centre + height / 2 + 0.05, str(m["channels"]), ha="center", va="bottom", fontsize=9)
+        size_text = str(m["size"]) if m["size"] == m["width"] else f"{m['size']}x{m['width']}"
+        ax.text(left + width / 2, y_centre - height / 2 - 0.04, size_text, ha="center", va="top", fontsize=8)
         if previous is not None:
             y_previous = -previous["level"] * level_height
             start = (previous["x"] + previous["w"], y_previous)
             if m["level"] > previous["level"]:
-                arrow((previous["x"] + previous["w"] / 2, y_previous - 0.7), (left + width / 2, y_centre + height / 2 + 0.25), "pool")
+                arrow((previous["x"] + previous["w"], y_previous - 0.75), (left, y_centre + height / 2 + 0.2), "pool")
             elif m["kind"] == "upconv":
                 arrow((previous["x"] + previous["w"] / 2, y_previous + 0.55), (up_arrow_x, y_centre - height / 2 - 0.05), "upconv")
             else:
@@ -286,11 +287,11 @@ def plot_unet_architecture(model, figsize=(13, 6.5)):
     ax.set_ylim(-depth * level_height - 1.3, 1.4)
     ax.set_axis_off()
     handles = [Patch(color=colour, label=text) for colour, text in _ARROWS.values()]
-    ax.legend(handles=handles, loc="lower right", frameon=False, fontsize=8)
+    ax.legend(handles=handles, loc="lower right", frameon=False, fontsize=10)
     inputs, outputs = maps[0], maps[-1]
     ax.set_title(
         f"{model.name}: {inputs['size']}x{inputs['width']}x{inputs['channels']} -> "
         f"{outputs['size']}x{outputs['width']}x{outputs['channels']}, {model.count_params():,} parameters",
-        fontsize=10,
+        fontsize=12,
     )
     return fig
