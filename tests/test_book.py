@@ -44,10 +44,15 @@ def toc_files() -> list[str]:
     return files
 
 
+def pages(language: str) -> list[pathlib.Path]:
+    """Every page of one language listed in _toc.yml (chapters, glossary, references)."""
+    listed = [REPO_ROOT / f"{name}.md" for name in toc_files() if name.startswith(f"book/{language}/")]
+    return sorted(p for p in listed if p.is_file())
+
+
 def chapters(language: str) -> list[pathlib.Path]:
     """The notebook pages (files with a jupytext header) of one language listed in _toc.yml."""
-    pages = [REPO_ROOT / f"{name}.md" for name in toc_files() if name.startswith(f"book/{language}/")]
-    return sorted(p for p in pages if p.is_file() and p.read_text(encoding="utf-8").startswith("---\njupytext:"))
+    return [p for p in pages(language) if p.read_text(encoding="utf-8").startswith("---\njupytext:")]
 
 
 def test_every_page_in_the_toc_exists():
@@ -77,9 +82,10 @@ def test_parity_check_sees_a_changed_cell(tmp_path):
     assert code_cells(changed) != code_cells(source)
 
 
-def test_every_chapter_links_to_its_counterpart():
+def test_every_page_links_to_its_counterpart():
     for language, (link_text, other) in LANGUAGE_LINK.items():
-        for chapter in chapters(language):
+        assert [p.name for p in pages(language)] == [p.name for p in pages(other)], "ko and en list different pages"
+        for chapter in pages(language):
             text = chapter.read_text(encoding="utf-8")
             assert f"[{link_text}](../{other}/{chapter.name})" in text, (
                 f"{chapter} must link to its counterpart near the top: [{link_text}](../{other}/{chapter.name})"
@@ -115,7 +121,7 @@ def test_colab_copies_match_their_chapters():
     for language in LANGUAGE_LINK:
         for chapter in chapters(language):
             notebook_path = chapter.with_suffix(".ipynb")
-            refresh = f"run: jupytext --to ipynb {chapter.relative_to(REPO_ROOT)}"
+            refresh = f"run: jupytext --update --to ipynb {chapter.relative_to(REPO_ROOT)}"
             assert notebook_path.is_file(), f"{notebook_path} is missing; {refresh}"
             notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
             cells = ["".join(c["source"]).strip("\n") for c in notebook["cells"] if c["cell_type"] == "code"]
@@ -171,14 +177,112 @@ def test_book_builds_without_warnings_and_both_languages_are_reachable(built_boo
     assert "book/index.html" in landing  # the root redirects to the landing page
     home = (built_book / "book" / "index.html").read_text(encoding="utf-8")
     for language, (link_text, other) in LANGUAGE_LINK.items():
-        for chapter in chapters(language):
+        notebooks = chapters(language)
+        for chapter in pages(language):
             assert f'href="{language}/{chapter.stem}.html' in home, f"landing page does not link {language}/{chapter.stem}"
             page = (built_book / "book" / language / f"{chapter.stem}.html").read_text(encoding="utf-8")
             assert f'href="../{other}/{chapter.stem}.html' in page, f"{language}/{chapter.stem}: no link to its counterpart"
-            colab = f"https://colab.research.google.com/github/unet-tutorial/unet-tutorial/blob/main/book/{language}/{chapter.stem}.ipynb"
-            assert colab in page, f"{language}/{chapter.stem}: no Colab button for the .ipynb copy"
+            if chapter in notebooks:
+                colab = f"https://colab.research.google.com/github/unet-tutorial/unet-tutorial/blob/main/book/{language}/{chapter.stem}.ipynb"
+                assert colab in page, f"{language}/{chapter.stem}: no Colab button for the .ipynb copy"
             for noise in ("oneDNN", "absl::", "cuda drivers", "Traceback"):
                 assert noise not in page, f"{language}/{chapter.stem}: {noise!r} leaked into the page"
             for image in re.findall(r'<img [^>]*src="([^"]+)"', page):
                 if not image.startswith(("http:", "https:", "data:")):
                     assert (built_book / "book" / language / image).resolve().is_file(), f"missing image {image}"
+
+
+# ---------------------------------------------------------------------------
+# The glossary: one Korean term per English term, in both languages and in the text.
+
+
+def glossary(language: str) -> list[tuple[str, str, str]]:
+    """(Korean term, English term, first chapter's file) for each row of the glossary table."""
+    rows = []
+    for line in (BOOK / language / "glossary.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 4 and not set(cells[0]) <= set("-: "):
+            rows.append(cells)
+    rows = rows[1:]  # the header row
+    korean, english = (0, 1) if language == "ko" else (1, 0)
+    return [(row[korean], row[english], re.search(r"\(([\w.]+\.md)\)", row[3]).group(1)) for row in rows]
+
+
+def korean_term_before(english: str, prose: str) -> list[str]:
+    """The 20 characters before each "(english" in ``prose`` (the Korean term it explains)."""
+    base = re.sub(r"\s*\([^)]*\)$", "", english)  # "stochastic gradient descent (SGD)" -> "... descent"
+    # "(" right after a letter or digit is a function, as in P(membrane), not a gloss.
+    return [prose[max(0, m.start() - 20): m.start()]
+            for m in re.finditer(r"(?<![A-Za-z0-9_])\(" + re.escape(base) + r"[),]", prose, flags=re.I)]
+
+
+def prose_of(path: pathlib.Path) -> str:
+    """A page without its code cells and inline code."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def test_korean_and_english_glossaries_list_the_same_terms():
+    korean, english = glossary("ko"), glossary("en")
+    assert len(korean) >= 40
+    assert sorted(korean) == sorted(english)
+    assert len({k for k, _, _ in korean}) == len(korean), "a Korean term is listed twice"
+    assert len({e for _, e, _ in korean}) == len(korean), "an English term is listed twice"
+    for _, _, first in korean:
+        assert (BOOK / "ko" / first).is_file(), f"glossary names a chapter that does not exist: {first}"
+
+
+def test_korean_text_glosses_each_english_term_with_the_glossary_term():
+    """In "X(segmentation)" in Korean prose: X must be the glossary's term for "segmentation"."""
+    found, wrong = 0, []
+    for page in pages("ko"):
+        prose = prose_of(page)
+        for korean, english, _ in glossary("ko"):
+            for before in korean_term_before(english, prose):
+                found += 1
+                if not before.rstrip("*").endswith(korean):
+                    wrong.append(f"{page.name}: ...{before.strip()}({english}) should be {korean}({english})")
+    assert found >= 40, f"only {found} glossed terms found; is the check reading the chapters?"
+    assert wrong == []
+
+
+def test_glossary_check_flags_another_korean_term():
+    assert korean_term_before("threshold", "임계값(threshold)을 정합니다") == ["임계값"]
+    assert not "임계값".endswith("문턱값")
+    assert korean_term_before("membrane", "P(membrane)") == []
+
+
+# ---------------------------------------------------------------------------
+# The architecture diagram of chapters 2 and 4 is read from the model's layers.
+
+
+def test_feature_maps_of_the_paper_network_follow_fig1():
+    from unet_tutorial import build_unet, plots
+
+    maps = plots.unet_feature_maps(build_unet())
+    convs = [(m["level"], m["size"], m["channels"]) for m in maps if m["kind"] == "conv"]
+    # Ronneberger et al. 2015, Fig. 1: sizes after each 3x3 convolution, level by level.
+    assert convs[:4] == [(0, 570, 64), (0, 568, 64), (1, 282, 128), (1, 280, 128)]
+    assert convs[8:10] == [(4, 30, 1024), (4, 28, 1024)]
+    assert convs[-2:] == [(0, 390, 64), (0, 388, 64)]
+    assert [m["kind"] for m in maps].count("upconv") == 4
+    assert (maps[0]["kind"], maps[0]["size"]) == ("input", 572)
+    assert (maps[-1]["kind"], maps[-1]["size"], maps[-1]["channels"]) == ("output", 388, 2)
+
+
+def test_diagram_follows_the_model_it_is_given():
+    import keras
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from unet_tutorial import build_unet, plots
+
+    small = build_unet(input_shape=(92, 92, 1), base_filters=4, depth=3)
+    fig = plots.plot_unet_architecture(small)
+    title = fig.axes[0].get_title()
+    assert "92x92x1 -> 52x52x2" in title  # 92-4=88, 44-4=40, 20-4=16, 32-4=28, 56-4=52 and f"{small.count_params():,}" in title
+    assert max(m["level"] for m in plots.unet_feature_maps(small)) == 2
+    inputs = keras.Input((32, 32, 1))
+    not_a_unet = keras.Model(inputs, keras.layers.MaxPooling2D(2)(keras.layers.Conv2D(4, 3)(inputs)))
+    with pytest.raises(ValueError, match="does not look like a U-Net"):
+        plots.unet_feature_maps(not_a_unet)
