@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import pathlib
 import shutil
 import threading
 import urllib.parse
 
 import pytest
 
-from test_book import HTML, build_book
+from test_book import HTML, LANGUAGE_LINK, build_book, pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.book, pytest.mark.slow]
 
@@ -145,5 +146,22 @@ def test_chapter_loads_shows_figures_and_links_to_its_counterpart(site, visit, p
     page.get_by_role("link", name=link_text).first.click()
     page.wait_for_load_state("networkidle")
     assert page.url == site + counterpart
+    assert v.errors == []
+    assert v.hosts == {"127.0.0.1"}, f"requests left the machine: {sorted(v.hosts - {'127.0.0.1'})}"
+
+
+EVERY_PAGE = [f"book/{language}/{page.stem}.html" for language in LANGUAGE_LINK for page in pages(language)]
+
+
+@pytest.mark.parametrize("path", EVERY_PAGE)
+def test_every_page_loads_its_images_with_no_error_and_stays_local(site, visit, path):
+    language = path.split("/")[1]
+    link_text, other = LANGUAGE_LINK[language]
+    v = visit()
+    page = v.open(site + path)
+    assert page.locator("h1").first.inner_text().strip(), f"{path} has no title"
+    assert v.images_loaded() == []
+    counterpart = page.get_by_role("link", name=link_text).first.get_attribute("href")
+    assert counterpart.startswith(f"../{other}/{pathlib.PurePosixPath(path).stem}.html"), counterpart
     assert v.errors == []
     assert v.hosts == {"127.0.0.1"}, f"requests left the machine: {sorted(v.hosts - {'127.0.0.1'})}"
