@@ -102,9 +102,9 @@ SCALES = {
     "gpu": Scale(
         name="gpu", preset="paper",
         isbi_overrides=dict(validation_folds=5, validation_fold=0, epochs=1000, steps_per_epoch=100, workers=12),
-        ctc_overrides=dict(validation_folds=1, epochs=1000, steps_per_epoch=100, workers=12),
+        ctc_overrides=dict(validation_folds=1, epochs=1000, steps_per_epoch=50, workers=12),
         bench=dict(preset="paper", input_size=572, batch_size=8, steps=10, warmup=2),
-        budgets={"isbi-train": 145, "isbi-eval": 75, "ctc-train": 30, "ctc-eval": 16, "bench": 80},
+        budgets={"isbi-train": 145, "isbi-eval": 70, "ctc-train": 35, "ctc-eval": 14, "bench": 75},
         budget_s=490, eval_batch_size=4,
     ),
     # The CPU stand-in on 2 cores in under 10 minutes: the cpu-tiny preset (chapter 5). XLA's CPU
@@ -114,8 +114,8 @@ SCALES = {
         isbi_overrides=dict(validation_folds=5, validation_fold=0, epochs=60),
         ctc_overrides=dict(validation_folds=1, epochs=60),
         bench=dict(preset="cpu-tiny", input_size=132, batch_size=8, steps=2, warmup=1),
-        budgets={"isbi-train": 90, "isbi-eval": 100, "ctc-train": 30, "ctc-eval": 28, "bench": 140},
-        budget_s=580, eval_batch_size=4,
+        budgets={"isbi-train": 90, "isbi-eval": 100, "ctc-train": 35, "ctc-eval": 25, "bench": 130},
+        budget_s=575, eval_batch_size=4,
     ),
 }
 MINIMUM_SHARE = 0.4  # a step runs only if it can get at least this share of its planned budget
@@ -329,14 +329,18 @@ def _worker(argv: list[str]) -> int:
     data, scale, payload = argv[0], argv[1], json.loads(argv[2])
     sys.meta_path.insert(0, _NoTensorFlow())
     os.environ["KERAS_BACKEND"] = "jax"
-    if scale == "gpu":  # later steps reuse compiled steps of the same shapes
-        try:
-            import jax  # noqa: PLC0415
+    # A compilation cache shared by the steps: building a Keras model on JAX compiles one small
+    # program per weight shape (the initializers), which costs seconds in every new process;
+    # later steps also reuse the training step of the same shapes.
+    try:
+        import jax  # noqa: PLC0415
 
-            jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "unet-jax-cache"))
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-        except Exception as error:  # an older/newer JAX without these options: compile again
-            print(f"note: no persistent compilation cache ({error})")
+        jax.config.update("jax_compilation_cache_dir", os.environ.get("UNET_DEVICE_JAX_CACHE") or
+                          os.path.join(tempfile.gettempdir(), f"unet-jax-cache-{scale}"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    except Exception as error:  # a JAX without these options: compile again
+        print(f"note: no persistent compilation cache ({error})")
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
     from carried_data import use_carried_data  # noqa: PLC0415
 
@@ -411,7 +415,8 @@ def run_step(step: Step, args, budget: float, log_dir: pathlib.Path) -> None:
                 else command for command in step.commands]
     step.commands = commands
     log_path = log_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", step.name) + ".log")
-    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONUNBUFFERED": "1",
+                   "UNET_DEVICE_JAX_CACHE": str(args.runs_dir / "jax-cache")}
     environment.pop("JAX_PLATFORMS")  # the driver's own "cpu"; the child may use the GPU
     if args.original_jax_platforms is not None:
         environment["JAX_PLATFORMS"] = args.original_jax_platforms
@@ -692,6 +697,7 @@ def main(argv=None) -> int:
     log_dir = args.runs_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     (args.runs_dir / "bench.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(args.runs_dir / "jax-cache", ignore_errors=True)  # every run starts cold, as on a fresh machine
     started_at = datetime.datetime.now(datetime.timezone.utc)
     started = time.perf_counter()
     deadline = started + args.budget_s
