@@ -136,8 +136,8 @@ def test_a_nan_loss_stops_training_with_a_clear_message(tmp_path):
 
 
 def test_config_errors_are_clear():
-    with pytest.raises(ValueError, match="distribution='data-parallel' is not implemented yet"):
-        TrainConfig(distribution="data-parallel")
+    with pytest.raises(ValueError, match="distribution must be one of"):
+        TrainConfig(distribution="model-parallel")
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
         TrainConfig(mixed_precision="float8")
     with pytest.raises(ValueError, match="tile_size=570.*556 or 572"):

@@ -22,11 +22,21 @@ file and never destroys the last good checkpoint:
 was killed, with the same total number of epochs and the optimizer state
 (momentum) as saved; the batches of every epoch depend only on (seed, epoch), so
 the resumed run sees what an uninterrupted one would have.
+
+Several devices (``distribution="data-parallel"``, see :mod:`.distribute`): the
+same run on all GPUs the backend sees, with Keras' own engines
+(``keras.distribution.DataParallel`` on JAX, also across hosts;
+``tf.distribute.MirroredStrategy`` on TensorFlow, one host). ``batch_size`` stays the
+GLOBAL batch, split into equal slices, one per device, so the same config gives
+the same maths (loss, gradients, learning rate) on 1 or N devices; nothing is
+rescaled. Checkpoints hold plain weights: ``model.keras`` loads on one device,
+and a run can be resumed on another number of devices.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -42,7 +52,7 @@ import typing
 import keras
 import numpy as np
 
-from . import shapes
+from . import distribute, shapes
 from .pipeline import SegmentationDataset, synthetic_cells
 
 __all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "config_from_args", "add_train_arguments", "run_train"]
@@ -51,7 +61,7 @@ DATASETS = ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa", "circles")
 OPTIMIZERS = ("sgd", "adam")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
-DISTRIBUTIONS = ("none",)  # "data-parallel" comes with issue 10
+DISTRIBUTIONS = distribute.DISTRIBUTIONS  # ("none", "data-parallel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +94,8 @@ class TrainConfig:
     jit_compile: str = "auto"  # XLA: "auto" (Keras: on for GPU/JAX, off for TF on CPU), "true", "false"
     workers: int = 1  # PyDataset workers preparing batches in parallel
     use_multiprocessing: bool = False  # workers as processes instead of threads
-    distribution: str = "none"  # reserved for multi-device training (issue 10); only "none" now
+    distribution: str = "none"  # "none" (one device) or "data-parallel" (batch split over all devices; distribute.py)
+    num_devices: int = 0  # data-parallel: use the first N devices the backend sees (0 = all)
     # -- weight map (weights.weight_map, paper Eq. 2)
     w0: float = 10.0  # height of the border term
     sigma: float = 5.0  # its width in pixels
@@ -125,8 +136,15 @@ def _check_config(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}.")
     if config.distribution not in DISTRIBUTIONS:
         raise ValueError(
-            f"distribution={config.distribution!r} is not implemented yet (multi-device training is "
-            f"planned, issue 10); use distribution='none' (one device)."
+            f"distribution must be one of {DISTRIBUTIONS}, got {config.distribution!r}: 'none' trains on one "
+            "device, 'data-parallel' splits each batch over all devices the backend sees."
+        )
+    if config.num_devices < 0:
+        raise ValueError(f"num_devices must be >= 0 (0 = all devices), got {config.num_devices}.")
+    if config.num_devices > 1 and config.distribution == "none":
+        raise ValueError(
+            f"num_devices={config.num_devices} needs distribution='data-parallel' (distribution='none' "
+            "trains on one device)."
         )
     for name in ("epochs", "steps_per_epoch", "batch_size", "validation_folds", "workers", "base_filters"):
         if getattr(config, name) < 1:
@@ -246,6 +264,16 @@ def _save_model_atomic(model: keras.Model, path: pathlib.Path) -> None:
         raise
 
 
+def _save_model_and_discard(model: keras.Model) -> None:
+    """Take part in saving without keeping the file (the hosts other than the chief).
+
+    With several hosts on JAX, ``model.save`` gathers the weights collectively:
+    every process must call it, or the chief waits forever.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(pathlib.Path(folder) / "not-kept.keras")
+
+
 def _history_csv(history: dict) -> str:
     columns = [key for key, value in history.items() if isinstance(value, list)]
     buffer = io.StringIO()
@@ -313,22 +341,37 @@ class _HeldOutScore(keras.callbacks.Callback):
     P(class 0), as the ISBI challenge scores it; ``val_pixel_error_threshold`` is
     that threshold. The weight map makes the network favour class 0 (membrane), so
     a fixed threshold of 0.5 would understate what it has learnt.
+
+    In a data-parallel run the held-out images are scored on one device, by
+    ``one_device_copy`` (the same network, built outside the distribution) with
+    the trained weights copied in: ``predict_tiled`` sends one tile at a time,
+    which cannot be split over several devices.
     """
 
     THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
 
-    def __init__(self, images, labels, tile_size, tta, nan_guard):
+    def __init__(self, images, labels, tile_size, tta, nan_guard, one_device_copy=None, scope=None):
         super().__init__()
         self.images, self.labels, self.tile_size, self.tta = images, labels, tile_size, tta
         self.nan_guard = nan_guard
+        self.one_device_copy = one_device_copy
+        self.scope = scope or contextlib.nullcontext
 
     def score(self):
+        with self.scope():
+            return self._score()
+
+    def _score(self):
         from .metrics import pixel_error  # noqa: PLC0415
         from .tiling import predict_tiled  # noqa: PLC0415
 
+        model = self.model
+        if self.one_device_copy is not None:
+            self.one_device_copy.set_weights(model.get_weights())
+            model = self.one_device_copy
         class0, cross_entropy = [], []
         for image, label in zip(self.images, self.labels):
-            probabilities = predict_tiled(self.model, image, tile_size=self.tile_size, batch_size=1, tta=self.tta)
+            probabilities = predict_tiled(model, image, tile_size=self.tile_size, batch_size=1, tta=self.tta)
             class0.append(probabilities[..., 0])
             true_class = np.take_along_axis(probabilities, label[..., None].astype(np.int64), axis=-1)
             cross_entropy.append(-np.log(np.clip(true_class, 1e-7, 1.0)).mean())
@@ -347,13 +390,18 @@ class _HeldOutScore(keras.callbacks.Callback):
 
 
 class _Checkpoint(keras.callbacks.Callback):
-    """After each good epoch: checkpoint, then state.json, then history files; old checkpoint last."""
+    """After each good epoch: checkpoint, then state.json, then history files; old checkpoint last.
 
-    def __init__(self, config, output_dir, history, state_extra, nan_guard, elapsed_before):
+    With several hosts only the chief (process 0) writes files; the others take
+    part in saving the model (see ``_save_model_and_discard``) and keep the history in memory.
+    """
+
+    def __init__(self, config, output_dir, history, state_extra, nan_guard, elapsed_before, write=True):
         super().__init__()
         self.config, self.output_dir, self.history = config, output_dir, history
         self.state_extra, self.nan_guard = state_extra, nan_guard
         self.elapsed_before, self.started = elapsed_before, time.perf_counter()
+        self.write = write
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -363,6 +411,9 @@ class _Checkpoint(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in sorted(logs.items())}, "elapsed_seconds": round(elapsed, 3)}
         for key, value in row.items():
             self.history.setdefault(key, []).append(value)
+        if not self.write:
+            _save_model_and_discard(self.model)
+            return
         name = f"checkpoint-epoch{epoch + 1:04d}.keras"
         _save_model_atomic(self.model, self.output_dir / name)
         state = {
@@ -420,12 +471,17 @@ def _build_and_compile(config: TrainConfig, channels: int) -> keras.Model:
 
 
 def _check_resumable(config: TrainConfig, saved: dict) -> None:
-    """The run to resume must be the run that was saved (epochs may be raised)."""
+    """The run to resume must be the run that was saved (epochs may be raised).
+
+    How the run is spread over devices may change (distribution, num_devices):
+    batch_size is the global batch, so the maths stay the same.
+    """
     current = dataclasses.asdict(config)
+    may_change = ("epochs", "output_dir", "workers", "use_multiprocessing", "distribution", "num_devices")
     differing = [
         f"{key}: saved {saved.get(key)!r}, now {value!r}"
         for key, value in current.items()
-        if key not in ("epochs", "output_dir", "workers", "use_multiprocessing") and saved.get(key) != value
+        if key not in may_change and saved.get(key) != value
     ]
     if differing:
         raise ValueError(
@@ -454,12 +510,15 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     Raises:
         TrainingDivergedError: the loss became NaN/inf (the last good checkpoint stays).
         FileNotFoundError/ValueError: nothing (or a damaged checkpoint) to resume,
-            a config that differs from the saved run's, bad data.
+            a config that differs from the saved run's, bad data, devices that
+            do not fit ``distribution`` (e.g. a batch they cannot share equally).
     """
     output_dir = pathlib.Path(config.output_dir)
     state = _read_state(output_dir) if resume else None
     if state is not None:
         _check_resumable(config, state["config"])
+    # 0. Devices: one, or all the backend sees with the global batch split over them.
+    placement = distribute.placement(config.distribution, config.batch_size, config.num_devices)
 
     # 1. Data: hold out a block of images, never trained on.
     images, labels, instances = _load_data(config, data_dir)
@@ -473,15 +532,17 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         seed=config.seed, workers=config.workers, use_multiprocessing=config.use_multiprocessing,
     )
 
-    # 2. Network: new (seeded) or from the checkpoint, with its optimizer state.
+    # 2. Network: new (seeded) or from the checkpoint, with its optimizer state;
+    #    in a data-parallel run its variables are placed on every device.
     keras.utils.set_random_seed(config.seed)
-    if state is None:
-        model = _build_and_compile(config, channels=dataset.images[0].shape[-1])
-        history, initial_epoch, elapsed_before = {}, 0, 0.0
-    else:
-        model = _load_checkpoint(output_dir / state["checkpoint"])
-        history = {key: value[: state["epoch"]] for key, value in state["history"].items()}
-        initial_epoch, elapsed_before = int(state["epoch"]), float(state["elapsed_seconds"])
+    with placement.model_scope():
+        if state is None:
+            model = _build_and_compile(config, channels=dataset.images[0].shape[-1])
+            history, initial_epoch, elapsed_before = {}, 0, 0.0
+        else:
+            model = _load_checkpoint(output_dir / state["checkpoint"])
+            history = {key: value[: state["epoch"]] for key, value in state["history"].items()}
+            initial_epoch, elapsed_before = int(state["epoch"]), float(state["elapsed_seconds"])
     dataset.set_epoch(initial_epoch)
 
     # 3. Callbacks: stop on NaN, score held-out images, checkpoint, reseed.
@@ -490,9 +551,11 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     initial_metrics = dict(state.get("initial_metrics", {})) if state else {}
     if len(held_out_ids):
         held_out_images = [np.asarray(image) for image in images[held_out_ids]]
+        # Data-parallel: score on a one-device copy (same layers, built outside the distribution).
+        one_device_copy = keras.models.clone_model(model) if placement.distributed else None
         scorer = _HeldOutScore(
             held_out_images, list(labels[held_out_ids]), _validation_tile(config, held_out_images[0].shape),
-            config.validation_tta, nan_guard,
+            config.validation_tta, nan_guard, one_device_copy, placement.one_device_scope,
         )
         callbacks.append(scorer)
         scorer.set_model(model)
@@ -503,13 +566,20 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         "held_out": [int(i) for i in held_out_ids],
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
+        "devices": list(placement.devices),
     }
-    callbacks.append(_Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before))
+    callbacks.append(
+        _Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
+    )
 
-    # 4. Fit.
+    # 4. Fit (data-parallel: each device gets its own slice of every global batch).
     if initial_epoch < config.epochs:
         output_dir.mkdir(parents=True, exist_ok=True)
-        model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+        with placement.fit_scope():
+            model.fit(
+                placement.shard(dataset), epochs=config.epochs, initial_epoch=initial_epoch,
+                callbacks=callbacks, verbose=verbose,
+            )
     if nan_guard.where is not None:
         epoch, batch, loss = nan_guard.where
         last = _read_state(output_dir)["epoch"] if (output_dir / "state.json").is_file() else 0
@@ -520,7 +590,10 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         )
     final = output_dir / "model.keras"
     if history and (initial_epoch < config.epochs or not final.is_file()):
-        _save_model_atomic(model, final)
+        if placement.is_chief:
+            _save_model_atomic(model, final)
+        else:
+            _save_model_and_discard(model)
     return {**history, "initial_metrics": initial_metrics}
 
 
