@@ -90,7 +90,7 @@ class Scale:
     bench: dict  # bench.bench() arguments shared by the variants
     budgets: dict  # step kind -> planned seconds
     budget_s: float  # default total budget (the sum of the steps, plus a margin)
-    eval_batch_size: int  # tiles per forward pass when predicting
+    ctc_tta: bool  # test-time augmentation for the cell tracking scores (ISBI is always scored with it)
 
 
 SCALES = {
@@ -104,18 +104,19 @@ SCALES = {
         isbi_overrides=dict(validation_folds=5, validation_fold=0, epochs=1000, steps_per_epoch=100, workers=12),
         ctc_overrides=dict(validation_folds=1, epochs=1000, steps_per_epoch=50, workers=12),
         bench=dict(preset="paper", input_size=572, batch_size=8, steps=10, warmup=2),
-        budgets={"isbi-train": 145, "isbi-eval": 70, "ctc-train": 35, "ctc-eval": 14, "bench": 75},
-        budget_s=490, eval_batch_size=4,
+        budgets={"isbi-train": 130, "isbi-eval": 70, "ctc-train": 35, "ctc-eval": 20, "bench": 70},
+        budget_s=495, ctc_tta=True,
     ),
     # The CPU stand-in on 2 cores in under 10 minutes: the cpu-tiny preset (chapter 5). XLA's CPU
-    # compilation takes most of the bench's time (about 30 s per jit variant here).
+    # compilation takes most of the bench's time (about 30 s per jit variant here); the cell
+    # tracking frames are scored without TTA (8 forward passes of a whole frame each on 2 cores).
     "cpu": Scale(
         name="cpu", preset="cpu-tiny",
         isbi_overrides=dict(validation_folds=5, validation_fold=0, epochs=60),
         ctc_overrides=dict(validation_folds=1, epochs=60),
         bench=dict(preset="cpu-tiny", input_size=132, batch_size=8, steps=2, warmup=1),
-        budgets={"isbi-train": 90, "isbi-eval": 100, "ctc-train": 35, "ctc-eval": 25, "bench": 130},
-        budget_s=575, eval_batch_size=4,
+        budgets={"isbi-train": 80, "isbi-eval": 90, "ctc-train": 35, "ctc-eval": 25, "bench": 110},
+        budget_s=530, ctc_tta=False,
     ),
 }
 MINIMUM_SHARE = 0.4  # a step runs only if it can get at least this share of its planned budget
@@ -197,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=".carry/data", help="the packed .npz data (default .carry/data)")
     parser.add_argument("--runs", default=None, help="checkpoints and temporary files (default: a folder in /tmp)")
     parser.add_argument("--budget-s", type=float, default=None,
-                        help="wall-time budget of all steps together (default: the scale's, 490 s on gpu)")
+                        help="wall-time budget of all steps together (default: the scale's, 495 s on gpu)")
+    parser.add_argument("--step-budget", action="append", metavar="KIND=SECONDS",
+                        help="change the planned budget of one kind of step (isbi-train, isbi-eval, ctc-train, "
+                             "ctc-eval, bench), e.g. isbi-train=480 with --only isbi for a longer time-to-quality run")
     parser.add_argument("--only", default=None, help="comma-separated parts to run: isbi, ctc, bench (default all)")
     parser.add_argument("--isbi-set", action="append", metavar="FIELD=VALUE",
                         help="change a TrainConfig field of the ISBI run (repeatable)")
@@ -227,8 +231,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--isbi-set validation_folds must be >= 2: ISBI is scored on held-out slices only.")
     _check_config(scale.preset, args.isbi_overrides, "--isbi-set", parser)
     _check_config(scale.preset, {**args.ctc_overrides, "dataset": CTC_NAMES[0]}, "--ctc-set", parser)
-    args.budget_s = scale.budget_s if args.budget_s is None else args.budget_s
+    args.budgets = dict(scale.budgets)
+    for item in args.step_budget or []:
+        kind, _, seconds = item.partition("=")
+        if kind not in scale.budgets:
+            parser.error(f"--step-budget: unknown step kind {kind!r}; choose from {', '.join(scale.budgets)}.")
+        try:
+            args.budgets[kind] = float(seconds)
+        except ValueError:
+            parser.error(f"--step-budget {kind}: {seconds!r} is not a number of seconds.")
+        if args.budgets[kind] <= 0:
+            parser.error(f"--step-budget {kind}: the budget must be > 0 seconds, got {seconds}.")
     steps = plan(args)
+    if args.budget_s is None:
+        args.budget_s = max(scale.budget_s, sum(step.planned_s for step in steps))
     needed = sum(step.planned_s * MINIMUM_SHARE for step in steps)
     if args.budget_s < needed:
         parser.error(f"--budget-s {args.budget_s:g} is too small for these steps: they need at least {needed:.0f} s "
@@ -262,7 +278,7 @@ def plan(args) -> list[Step]:
     scale = SCALES[args.scale]
     runs = pathlib.Path(args.runs or os.path.join(tempfile.gettempdir(), f"unet-device-{scale.name}"))
     args.runs_dir = runs
-    batch = str(scale.eval_batch_size)
+    batch = "1"  # one whole-image tile per forward pass: a larger batch would be padded with empty tiles
     steps = []
     if "isbi" in args.parts:
         run = str(runs / "isbi2012")
@@ -270,13 +286,13 @@ def plan(args) -> list[Step]:
         fold = str(args.isbi_overrides.get("validation_fold", 0))
         probabilities, table = str(runs / "isbi2012-heldout.npz"), str(runs / "isbi2012-table1.csv")
         steps.append(Step("isbi-train", "isbi-train", [_train_argv(scale.preset, args.isbi_overrides, "isbi2012", None, run)],
-                          scale.budgets["isbi-train"], info={"run": run}))
+                          args.budgets["isbi-train"], info={"run": run}))
         steps.append(Step("isbi-eval", "isbi-eval", [
             ["predict", "--model", "{model}", "--dataset", "isbi2012", "--split", "train", "--fold", fold, "--folds", folds,
              "--tta", "--batch-size", batch, "--quiet", "--output", probabilities],
             ["evaluate", "--probabilities", probabilities, "--dataset", "isbi2012", "--fold", fold, "--folds", folds,
              "--tta", "--quiet", "--csv", table, "--markdown", table.replace(".csv", ".md")],
-        ], scale.budgets["isbi-eval"], needs="isbi-train", info={"probabilities": probabilities, "table": table}))
+        ], args.budgets["isbi-eval"], needs="isbi-train", info={"probabilities": probabilities, "table": table}))
     if "ctc" in args.parts:
         for name in CTC_NAMES:
             for train_sequence, test_sequence in (("01", "02"), ("02", "01")):
@@ -286,19 +302,20 @@ def plan(args) -> list[Step]:
                 table = probabilities.replace(".npz", ".csv")
                 steps.append(Step(f"ctc-train {key}", "ctc-train",
                                   [_train_argv(scale.preset, args.ctc_overrides, name, train_sequence, run)],
-                                  scale.budgets["ctc-train"], info={"run": run, "dataset": name,
+                                  args.budgets["ctc-train"], info={"run": run, "dataset": name,
                                                                     "train": train_sequence, "test": test_sequence}))
+                tta = ["--tta"] if scale.ctc_tta else []
                 steps.append(Step(f"ctc-eval {key}", "ctc-eval", [
-                    ["predict", "--model", "{model}", "--dataset", name, "--sequence", test_sequence, "--tta",
+                    ["predict", "--model", "{model}", "--dataset", name, "--sequence", test_sequence, *tta,
                      "--batch-size", batch, "--quiet", "--output", probabilities],
                     ["evaluate", "--probabilities", probabilities, "--dataset", name, "--sequence", test_sequence,
-                     "--tta", "--quiet", "--csv", table],
-                ], scale.budgets["ctc-eval"], needs=f"ctc-train {key}",
-                    info={"dataset": name, "train": train_sequence, "test": test_sequence,
+                     *tta, "--quiet", "--csv", table],
+                ], args.budgets["ctc-eval"], needs=f"ctc-train {key}",
+                    info={"dataset": name, "train": train_sequence, "test": test_sequence, "tta": scale.ctc_tta,
                           "probabilities": probabilities, "table": table}))
     if "bench" in args.parts:
         spec = {**scale.bench, "variants": [list(v) for v in BENCH_VARIANTS], "out": str(runs / "bench.jsonl")}
-        steps.append(Step("bench", "bench", [spec], scale.budgets["bench"], info={"out": spec["out"]}))
+        steps.append(Step("bench", "bench", [spec], args.budgets["bench"], info={"out": spec["out"]}))
     return steps
 
 
@@ -635,7 +652,8 @@ def write_artifacts(out: pathlib.Path, provenance: dict, steps: list[Step], wall
                 probabilities = npz["probabilities"]
             ours = rows[-1]
             ours["name"] = f"this book, trained on {train_sequence}"
-            ours["measured_on"] = (f"{name} sequence {test_sequence}, {len(probabilities)} annotated frames, with TTA; "
+            how = "with TTA" if step.info["tta"] else "without TTA"
+            ours["measured_on"] = (f"{name} sequence {test_sequence}, {len(probabilities)} annotated frames, {how}; "
                                    f"trained on sequence {train_sequence}")
             metrics["table2"][name].append({"train": train_sequence, "test": test_sequence, "paper": rows[0], **ours})
             prefix = f"ctc_{name}_train{train_sequence}"
