@@ -115,8 +115,8 @@ SCALES = {
         isbi_overrides=dict(validation_folds=5, validation_fold=0, epochs=60),
         ctc_overrides=dict(validation_folds=1, epochs=60),
         bench=dict(preset="cpu-tiny", input_size=132, batch_size=8, steps=2, warmup=1),
-        budgets={"isbi-train": 80, "isbi-eval": 90, "ctc-train": 35, "ctc-eval": 25, "bench": 110},
-        budget_s=530, ctc_tta=False,
+        budgets={"isbi-train": 150, "isbi-eval": 70, "ctc-train": 35, "ctc-eval": 25, "bench": 100},
+        budget_s=570, ctc_tta=False,
     ),
 }
 MINIMUM_SHARE = 0.4  # a step runs only if it can get at least this share of its planned budget
