@@ -187,3 +187,14 @@ def test_cpu_tiny_on_isbi_lowers_the_held_out_pixel_error(tmp_path, shared_data)
     start, end = history["initial_metrics"]["val_pixel_error"], history["val_pixel_error"][-1]
     print(f"cpu-tiny ISBI held-out pixel error {start:.4f} -> {end:.4f} in {time.perf_counter() - started:.1f} s")
     assert end < 0.8 * start
+
+
+def test_shared_run_dir_names_a_folder_after_the_settings(tmp_path):
+    from unet_tutorial.train import shared_run_dir
+
+    tiny = PRESETS["cpu-tiny"]
+    folder = shared_run_dir(tiny, root=tmp_path)
+    assert folder.startswith(str(tmp_path))
+    assert shared_run_dir(dataclasses.replace(tiny, output_dir="elsewhere"), root=tmp_path) == folder
+    assert shared_run_dir(dataclasses.replace(tiny, seed=1), root=tmp_path) != folder
+    assert shared_run_dir(dataclasses.replace(tiny, dataset="DIC-C2DH-HeLa"), root=tmp_path) != folder

@@ -61,7 +61,7 @@ import os
 
 import keras
 
-__all__ = ["DISTRIBUTIONS", "Placement", "placement", "choose_devices"]
+__all__ = ["DISTRIBUTIONS", "Placement", "placement", "choose_devices", "gpu_available"]
 
 DISTRIBUTIONS = ("none", "data-parallel")
 BACKENDS = ("jax", "tensorflow")  # the backends with a data-parallel engine in Keras 3
@@ -69,6 +69,23 @@ BACKENDS = ("jax", "tensorflow")  # the backends with a data-parallel engine in 
 _HOST_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID",
 )
+
+
+def gpu_available() -> bool:
+    """True when the active Keras backend sees at least one GPU.
+
+    The chapters train paper-sized networks only then (on Colab: Runtime ->
+    Change runtime type -> GPU); on a CPU they print what they would run.
+    """
+    if keras.backend.backend() == "jax":
+        import jax  # noqa: PLC0415
+
+        return jax.default_backend() == "gpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -55,7 +56,7 @@ import numpy as np
 from . import distribute, shapes
 from .pipeline import SegmentationDataset, synthetic_cells
 
-__all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "config_from_args", "add_train_arguments", "run_train"]
+__all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "shared_run_dir", "config_from_args", "add_train_arguments", "run_train"]
 
 DATASETS = ("isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa", "circles")
 OPTIMIZERS = ("sgd", "adam")
@@ -193,6 +194,19 @@ class TrainingDivergedError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- data
+
+
+def shared_run_dir(config: "TrainConfig", root=None) -> str:
+    """A folder named after ``config``'s settings, for runs that several notebooks share.
+
+    The same settings give the same folder (under ``root``, default the system's
+    temporary folder), so a chapter can ``train(config, resume=True)`` a run that
+    another chapter, or the other language's edition, has already finished,
+    instead of training it again. ``output_dir`` itself is not part of the name.
+    """
+    settings = {key: value for key, value in dataclasses.asdict(config).items() if key != "output_dir"}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return os.path.join(root or tempfile.gettempdir(), "unet-tutorial-runs", digest)
 
 
 def held_out_split(n: int, folds: int, fold: int) -> tuple[np.ndarray, np.ndarray]:
