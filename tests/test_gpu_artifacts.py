@@ -1,0 +1,307 @@
+"""Chapter 7's artifacts and the device run that makes them (issue 9).
+
+* Every artifact the chapter reads exists in ``book/artifacts/chapter7/``, is
+  small, holds no data images or model weights, and carries the provenance of
+  one run (command, commit, backend, hardware, date); the chapter's stand-in
+  notice is there exactly when that provenance says the run was a CPU stand-in.
+* ``scripts/carried_data.py``: the packed ``.npz`` files give back exactly what
+  the package's loaders return, and the device run reads them through the
+  loaders; damaged or missing files fail with clear errors.
+* ``scripts/device_run.py``: its arguments are checked before any step starts,
+  the GPU plan fits the device's 10-minute call, and the artifacts are written
+  (with provenance) even when steps failed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "book" / "artifacts" / "chapter7"
+CHAPTERS = {language: REPO_ROOT / "book" / language / "07_gpu_training.md" for language in ("ko", "en")}
+PROVENANCE_KEYS = ("command", "commit", "backend", "hardware", "date", "stand_in", "run_kind")
+STAND_IN_NOTICE = ":class: warning stand-in"
+DEVICE_CALL_LIMIT_S = 600  # the device tool's limit for one command (library/device/README.md)
+
+
+def _script(name: str):
+    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    path = REPO_ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def device_run():
+    return _script("device_run")
+
+
+@pytest.fixture(scope="module")
+def carried_data():
+    return _script("carried_data")
+
+
+# ----------------------------------------------------------------------------- the committed artifacts
+
+
+def artifacts_read_by(chapter: pathlib.Path) -> set[str]:
+    """File names passed to ``artifact("...")`` in the chapter's code cells."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from test_book import code_cells
+
+    code = "\n".join(code_cells(chapter))
+    return set(re.findall(r"""\bartifact\(\s*["']([^"']+)["']\s*\)""", code))
+
+
+def provenance_of(path: pathlib.Path) -> dict:
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(str(npz["provenance"]))
+    content = json.loads(path.read_text(encoding="utf-8"))
+    return content if path.name == "provenance.json" else content["provenance"]
+
+
+def test_the_chapter_reads_artifacts_and_both_languages_read_the_same():
+    names = {language: artifacts_read_by(chapter) for language, chapter in CHAPTERS.items()}
+    assert names["ko"] == names["en"]
+    assert {"provenance.json", "history.json", "metrics.json", "bench.json", "predictions.npz"} <= names["ko"]
+
+
+def test_every_artifact_the_chapter_reads_exists_and_carries_its_provenance():
+    main = json.loads((ARTIFACTS / "provenance.json").read_text(encoding="utf-8"))
+    for name in sorted(artifacts_read_by(CHAPTERS["ko"])):
+        path = ARTIFACTS / name
+        assert path.is_file(), f"chapter 7 reads {name}, which is missing from {ARTIFACTS}"
+        provenance = provenance_of(path)
+        missing = [key for key in PROVENANCE_KEYS if key not in provenance or provenance[key] in (None, "")]
+        assert missing == [], f"{name}: provenance lacks {missing}"
+        assert re.fullmatch(r"[0-9a-f]{40}", provenance["commit"]), f"{name}: commit {provenance['commit']!r}"
+        assert provenance["backend"] == "jax", f"{name}: the device run uses the JAX backend"
+        assert datetime.datetime.fromisoformat(provenance["date"]).tzinfo is not None, f"{name}: date needs a time zone"
+        for key in PROVENANCE_KEYS:  # all from one run
+            assert provenance[key] == main[key], f"{name}: {key} differs from provenance.json"
+    assert main["steps"] and all({"name", "status", "budget_s", "wall_s", "commands"} <= set(s) for s in main["steps"])
+    assert main["wall_time_s"] > 0 and main["versions"]["keras"]
+
+
+def test_the_stand_in_flag_matches_what_the_chapter_says():
+    provenance = json.loads((ARTIFACTS / "provenance.json").read_text(encoding="utf-8"))
+    assert ("stand-in" in provenance["run_kind"]) == provenance["stand_in"]
+    if not provenance["stand_in"]:
+        assert "GPU" in provenance["hardware"] or "NVIDIA" in provenance["hardware"]
+    for language, chapter in CHAPTERS.items():
+        text = chapter.read_text(encoding="utf-8")
+        notice = re.search(r"^:::\{admonition\}[^\n]*\n" + re.escape(STAND_IN_NOTICE) + r"\n(.*?)^:::", text, re.S | re.M)
+        if provenance["stand_in"]:
+            assert notice, f"{chapter}: the artifacts are a CPU stand-in; the chapter must say so ({STAND_IN_NOTICE})"
+            assert "{glue:text}`run_kind`" in notice.group(1), f"{chapter}: the notice must name the run from the provenance"
+        else:
+            assert notice is None, f"{chapter}: the artifacts come from a GPU run; remove the stand-in notice"
+
+
+def test_artifacts_are_small_and_hold_neither_data_nor_weights():
+    files = [p for p in ARTIFACTS.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 2 * 2**20
+    assert not [p for p in files if p.suffix in (".keras", ".h5", ".weights")]
+    with np.load(ARTIFACTS / "predictions.npz", allow_pickle=False) as npz:
+        for key in npz.files:
+            assert not re.search(r"image|label|mask", key), f"predictions.npz must not re-host data ({key})"
+            assert npz[key].dtype in (np.uint8, np.int32) or key == "provenance", f"{key}: {npz[key].dtype}"
+
+
+def test_metrics_hold_the_papers_rows_and_a_consistent_time_to_quality(device_run):
+    from unet_tutorial import evaluate
+
+    metrics = json.loads((ARTIFACTS / "metrics.json").read_text(encoding="utf-8"))
+    history = json.loads((ARTIFACTS / "history.json").read_text(encoding="utf-8"))
+    paper = metrics["table1"]["rows"][0]
+    for column, value in evaluate.PAPER_TABLE1[0].values.items():
+        assert paper[column] == pytest.approx(value)
+    ours = metrics["table1"]["rows"][-1]
+    assert 0 <= ours["pixel_error"] <= 1 and 0 <= ours["rand_error"] <= 1 and ours["warping_error"] >= 0
+    assert "fold 0 of 5" in ours["measured_on"] and "TTA" in ours["measured_on"]
+    for name, rows in metrics["table2"].items():
+        for row in rows:
+            assert row["paper"]["seg"] == pytest.approx(evaluate.PAPER_TABLE2[name].values["seg"])
+            assert row["train"] != row["test"], "cell tracking scores must come from the other sequence"
+    assert metrics["time_to_quality"] == device_run.time_to_quality(history["isbi"])
+    held_out = set(history["isbi"]["held_out"])
+    assert held_out == set(range(6)), "chapter 7 says slices 0-5 are held out"
+    with np.load(ARTIFACTS / "predictions.npz") as npz:
+        assert set(npz["isbi_slices"].tolist()) <= held_out
+
+
+# ----------------------------------------------------------------------------- packing the data
+
+
+@pytest.mark.integration
+def test_packed_data_round_trip_equals_the_loaders(shared_data, tmp_path, carried_data, monkeypatch):
+    from unet_tutorial import datasets
+
+    written = carried_data.pack(shared_data, tmp_path, names=("isbi2012", "DIC-C2DH-HeLa"))
+    assert sorted(p.name for p in written.values()) == ["DIC-C2DH-HeLa.npz", "isbi2012.npz"]
+    isbi, packed = datasets.load_isbi2012(shared_data), carried_data.load_isbi2012_npz(tmp_path)
+    for field in isbi._fields:
+        np.testing.assert_array_equal(getattr(packed, field), getattr(isbi, field))
+        assert getattr(packed, field).dtype == getattr(isbi, field).dtype
+    for sequence in ("01", "02"):
+        ctc, packed = datasets.load_ctc("DIC-C2DH-HeLa", sequence, shared_data), carried_data.load_ctc_npz(
+            tmp_path, "DIC-C2DH-HeLa", sequence)
+        np.testing.assert_array_equal(packed.images, ctc.images)
+        np.testing.assert_array_equal(packed.masks, ctc.masks)
+        assert packed.masks.dtype == np.int32 and packed.frame_numbers == ctc.frame_numbers
+
+    # The device run reads them through the package's loaders (data_dir is then ignored).
+    monkeypatch.setattr(datasets, "load_isbi2012", datasets.load_isbi2012)  # restored after the test
+    monkeypatch.setattr(datasets, "load_ctc", datasets.load_ctc)
+    carried_data.use_carried_data(tmp_path)
+    np.testing.assert_array_equal(datasets.load_isbi2012("/nowhere").labels, isbi.labels)
+    assert datasets.load_ctc("DIC-C2DH-HeLa", 2).frame_numbers == ctc.frame_numbers
+    with pytest.raises(datasets.DatasetNotFoundError, match="prepare_device_run"):
+        datasets.load_ctc("PhC-C2DH-U373", "01")  # not packed here
+    with pytest.raises(datasets.UnknownDatasetError):
+        datasets.load_ctc("isbi2012", "01")
+
+
+def test_damaged_or_missing_packed_data_fail_clearly(tmp_path, carried_data):
+    from unet_tutorial import datasets
+
+    images = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
+    labels = (images % 2).astype(np.uint8)
+    fingerprints = {"images": datasets.pixel_fingerprint(images), "labels": datasets.pixel_fingerprint(labels),
+                    "test_images": datasets.pixel_fingerprint(images)}
+    meta = {"format": carried_data.FORMAT_VERSION, "dataset": "isbi2012", "fingerprints": fingerprints}
+    carried_data._write_npz_atomic(tmp_path / "isbi2012.npz", {"images": images, "labels": labels,
+                                                              "test_images": images}, meta)
+    assert carried_data.load_isbi2012_npz(tmp_path).labels.tolist() == labels.tolist()
+    changed = images.copy()
+    changed[0, 0, 0] += 1  # one pixel
+    carried_data._write_npz_atomic(tmp_path / "isbi2012.npz", {"images": changed, "labels": labels,
+                                                              "test_images": images}, meta)
+    with pytest.raises(datasets.ChecksumError, match="images"):
+        carried_data.load_isbi2012_npz(tmp_path)
+    assert carried_data.load_isbi2012_npz(tmp_path, verify=False).images[0, 0, 0] == changed[0, 0, 0]
+    (tmp_path / "isbi2012.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(datasets.ImageFormatError, match="not a readable packed dataset"):
+        carried_data.load_isbi2012_npz(tmp_path)
+    with pytest.raises(datasets.DatasetNotFoundError, match="prepare_device_run.sh"):
+        carried_data.use_carried_data(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- the device command
+
+
+@pytest.fixture
+def device_env(monkeypatch):
+    """The environment changes parse_args/main make, undone after each test."""
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--isbi-set", "nonsense=1"], "unknown TrainConfig field 'nonsense'"),
+    (["--ctc-set", "dataset=isbi2012"], "set by the run itself"),
+    (["--isbi-set", "learning_rate=fast"], "cannot read 'fast' as float"),
+    (["--isbi-set", "augment=perhaps"], "cannot read 'perhaps' as bool"),
+    (["--isbi-set", "optimizer=rmsprop"], "optimizer must be one of"),
+    (["--isbi-set", "learning_rate"], "takes FIELD=VALUE"),
+    (["--isbi-set", "validation_folds=1"], "held-out slices only"),
+    (["--only", "isbi,speed"], "--only takes"),
+    (["--budget-s", "60"], "too small for these steps"),
+    (["--scale", "tpu"], "invalid choice"),
+    (["--step-budget", "warmup=10"], "unknown step kind 'warmup'"),
+    (["--step-budget", "isbi-train=long"], "not a number of seconds"),
+    (["--step-budget", "bench=0"], "must be > 0 seconds"),
+])
+def test_the_device_command_rejects_bad_arguments(device_run, device_env, capsys, argv, message):
+    with pytest.raises(SystemExit) as raised:
+        device_run.parse_args(["--dry-run", *argv])
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_device_command_checks_out_data_gpu_and_backend(device_run, device_env, capsys, tmp_path, monkeypatch):
+    def error_of(argv):
+        with pytest.raises(SystemExit) as raised:
+            device_run.parse_args(argv)
+        assert raised.value.code == 2
+        return capsys.readouterr().err
+
+    assert "--out is required" in error_of(["--scale", "cpu"])
+    assert "no isbi2012.npz" in error_of(["--scale", "cpu", "--out", str(tmp_path), "--data", str(tmp_path)])
+    (tmp_path / "isbi2012.npz").write_bytes(b"")
+    monkeypatch.setattr(device_run.shutil, "which", lambda name: None)
+    assert "needs an NVIDIA GPU" in error_of(["--out", str(tmp_path), "--data", str(tmp_path)])
+    args = device_run.parse_args(["--scale", "cpu", "--out", str(tmp_path), "--data", str(tmp_path)])
+    assert args.scale == "cpu" and len(args.steps) == 11
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert "uses the JAX backend" in error_of(["--dry-run"])
+
+
+def test_the_gpu_plan_fits_one_device_call_and_keeps_the_papers_terms(device_run, device_env):
+    from unet_tutorial.train import TrainConfig
+
+    longer = device_run.parse_args(["--dry-run", "--only", "isbi", "--step-budget", "isbi-train=400"])
+    assert [s.planned_s for s in longer.steps] == [400, device_run.SCALES["gpu"].budgets["isbi-eval"]]
+    assert longer.budget_s >= 400 + longer.steps[1].planned_s
+    args = device_run.parse_args(["--dry-run", "--isbi-set", "learning_rate=0.02"])
+    names = [step.name for step in args.steps]
+    assert names[:2] == ["isbi-train", "isbi-eval"] and names[-1] == "bench" and len(names) == 11
+    assert sum(step.planned_s for step in args.steps) <= args.budget_s <= DEVICE_CALL_LIMIT_S - 90
+    config = TrainConfig.preset("paper", **args.isbi_overrides)
+    paper = TrainConfig.preset("paper")
+    for field in ("depth", "base_filters", "padding", "tile_size", "optimizer", "momentum", "batch_size", "w0",
+                  "sigma", "elastic", "elastic_sigma", "mixed_precision"):
+        assert getattr(config, field) == getattr(paper, field), field
+    assert config.learning_rate == 0.02 and config.validation_folds == 5 and config.validation_fold == 0
+    train_command = args.steps[0].commands[0]
+    assert train_command[:3] == ["train", "--preset", "paper"] and "--learning-rate" in train_command
+    predict, evaluate = args.steps[1].commands
+    assert predict[0] == "predict" and "--tta" in predict and evaluate[0] == "evaluate" and "--csv" in evaluate
+    for step in args.steps:
+        if step.kind == "ctc-eval":
+            assert step.info["train"] != step.info["test"]
+            assert ["--sequence", step.info["test"]] == predict_sequence(step.commands[0])
+
+
+def predict_sequence(command: list[str]) -> list[str]:
+    index = command.index("--sequence")
+    return command[index: index + 2]
+
+
+def test_time_to_quality_is_the_first_epoch_at_the_goal(device_run):
+    entry = {"history": {"val_pixel_error": [0.2, 0.09, 0.069, 0.05], "elapsed_seconds": [10, 20, 30, 40]},
+             "epoch_wall_s": [25, 35, 45, 55], "config": {"steps_per_epoch": 100}}
+    quality = device_run.time_to_quality(entry, goal=0.07)
+    assert quality["reached"] and quality["epoch"] == 3 and quality["wall_s"] == 45 and quality["steps"] == 300
+    assert quality["fit_elapsed_s"] == 30 and quality["best_pixel_error"] == 0.05
+    entry["history"]["val_pixel_error"] = [0.2, 0.1]
+    quality = device_run.time_to_quality(entry, goal=0.07)
+    assert not quality["reached"] and quality["best_pixel_error"] == 0.1
+
+
+def test_artifacts_are_written_with_provenance_even_when_steps_failed(device_run, device_env, tmp_path):
+    args = device_run.parse_args(["--scale", "cpu", "--dry-run"])
+    steps = args.steps
+    steps[0].status, steps[0].wall_s, steps[0].budget_s, steps[0].log = "failed (exit 1)", 3.0, 90.0, "Traceback ..."
+    for step in steps[1:]:
+        step.status = "skipped: isbi-train left no model"
+    provenance = device_run.make_provenance(args, datetime.datetime.now(datetime.timezone.utc))
+    device_run.write_artifacts(tmp_path, provenance, steps, wall_s=3.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(device_run.ARTIFACTS)
+    for name in device_run.ARTIFACTS:
+        if name != "run.log":
+            assert provenance_of(tmp_path / name)["stand_in"] is True
+    assert json.loads((tmp_path / "metrics.json").read_text())["table1"] is None
+    assert "failed (exit 1)" in (tmp_path / "run.log").read_text()
