@@ -187,6 +187,10 @@ def test_book_builds_without_warnings_and_both_languages_are_reachable(built_boo
                 assert colab in page, f"{language}/{chapter.stem}: no Colab button for the .ipynb copy"
             for noise in ("oneDNN", "absl::", "cuda drivers", "Traceback"):
                 assert noise not in page, f"{language}/{chapter.stem}: {noise!r} leaked into the page"
+            # Markdown left unrendered, e.g. "**분할 오류(split)**는": a closing ** after ")" needs a
+            # space or punctuation after it, so bold must close before the parenthesis in Korean text.
+            prose = re.sub(r"<(pre|code|script|style|table)\b.*?</\1>", "", page, flags=re.S)  # not code or data
+            assert "**" not in re.sub(r"<[^>]+>", "", prose), f"{language}/{chapter.stem}: unrendered ** in the text"
             for image in re.findall(r'<img [^>]*src="([^"]+)"', page):
                 if not image.startswith(("http:", "https:", "data:")):
                     assert (built_book / "book" / language / image).resolve().is_file(), f"missing image {image}"
