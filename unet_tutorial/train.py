@@ -202,7 +202,9 @@ def shared_run_dir(config: "TrainConfig", root=None) -> str:
     The same settings give the same folder (under ``root``, default the system's
     temporary folder), so a chapter can ``train(config, resume=True)`` a run that
     another chapter, or the other language's edition, has already finished,
-    instead of training it again. ``output_dir`` itself is not part of the name.
+    instead of training it again. ``output_dir`` itself is not part of the name,
+    and neither is the package's code: delete the folder (or point ``TMPDIR``
+    elsewhere, as ``.ci/run`` does) to train afresh after changing it.
     """
     settings = {key: value for key, value in dataclasses.asdict(config).items() if key != "output_dir"}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
