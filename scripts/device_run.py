@@ -146,7 +146,7 @@ def _parse_overrides(items, flag: str, parser: argparse.ArgumentParser) -> dict:
     """``["learning_rate=0.02", ...]`` -> ``{"learning_rate": 0.02}``, checked against TrainConfig."""
     import typing  # noqa: PLC0415
 
-    from unet_tutorial.train import TrainConfig  # noqa: PLC0415
+    from unet_tutorial.train import TrainConfig, _parse_bool  # noqa: PLC0415 (the CLI's reading of true/false)
 
     hints = typing.get_type_hints(TrainConfig)
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -163,18 +163,9 @@ def _parse_overrides(items, flag: str, parser: argparse.ArgumentParser) -> dict:
         kind = hints[key]
         try:
             result[key] = _parse_bool(text) if kind is bool else kind(text)
-        except ValueError as error:
+        except (ValueError, argparse.ArgumentTypeError) as error:
             parser.error(f"{flag} {key}: cannot read {text!r} as {kind.__name__} ({error}).")
     return result
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
 
 
 def _check_config(preset: str, overrides: dict, flag: str, parser) -> None:
