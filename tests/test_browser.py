@@ -87,7 +87,9 @@ class Visit:
         for image in page.query_selector_all("img"):
             if image.is_visible():
                 image.scroll_into_view_if_needed()
-        page.wait_for_load_state("networkidle")
+        # Wait for the images themselves, not for "networkidle": after the widget pages
+        # load their fonts, playwright's networkidle sometimes never comes back, with
+        # no request left open (seen with playwright 1.65 and routed requests).
         page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
         return page.evaluate(
             "Array.from(document.images).filter(i => i.checkVisibility() && i.naturalWidth === 0).map(i => i.src)"
