@@ -387,11 +387,38 @@ class ISBIScores:
         return dataclasses.asdict(self)
 
 
+# The challenge's thresholds: cell where P(membrane) < t, t = 0.0, 0.1, ..., 1.0 (Fiji thresholds
+# the cell probability with "> th" for th = 0.0 ... 1.0, the same 11 label images).
+CHALLENGE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def check_thresholds(thresholds=None) -> tuple[float, ...]:
+    """The membrane-probability thresholds of a sweep: the challenge's 11 when ``None``, else checked in [0, 1]."""
+    thresholds = CHALLENGE_THRESHOLDS if thresholds is None else tuple(float(t) for t in thresholds)
+    if not thresholds:
+        raise ValueError("thresholds must name at least one value in [0, 1].")
+    if min(thresholds) < 0 or max(thresholds) > 1:
+        raise ValueError(f"thresholds must lie in [0, 1], got {thresholds}.")
+    return thresholds
+
+
+def cells_at_threshold(membrane, threshold: float) -> np.ndarray:
+    """ISBI class labels (uint8: 0 = membrane, 1 = cell) of membrane probabilities: cell where P(membrane) < t."""
+    return (np.asarray(membrane) < threshold).astype(np.uint8)
+
+
 def _best(values: list[float], thresholds, lower_is_better: bool) -> tuple[float, float]:
     """Best value and its threshold; ties go to the first (lowest) threshold."""
     values = np.asarray(values, dtype=np.float64)
     index = int(np.argmin(values) if lower_is_better else np.argmax(values))
     return float(values[index]), float(thresholds[index])
+
+
+def best_pixel_error(membrane, labels, thresholds=None) -> tuple[float, float]:
+    """(min pixel error over the thresholds, its threshold): the sweep that training's held-out score uses."""
+    thresholds = check_thresholds(thresholds)
+    errors = [pixel_error(cells_at_threshold(membrane, t), labels) for t in thresholds]
+    return _best(errors, thresholds, lower_is_better=True)
 
 
 def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True, connectivity: int = 4,
@@ -416,11 +443,7 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
     truth = check_isbi_labels(labels)
     _check_same_shape(probabilities, truth, ("probabilities", "labels"))
     probabilities, truth = _as_stack(probabilities, "probabilities"), _as_stack(truth, "labels")
-    thresholds = tuple(float(t) for t in (np.round(np.linspace(0.0, 1.0, 11), 10) if thresholds is None else thresholds))
-    if not thresholds:
-        raise ValueError("thresholds must name at least one value in [0, 1].")
-    if min(thresholds) < 0 or max(thresholds) > 1:
-        raise ValueError(f"thresholds must lie in [0, 1], got {thresholds}.")
+    thresholds = check_thresholds(thresholds)
     true_cells = cell_components(truth, connectivity)
     curves = {name: [] for name in ("pixel", "mismatch", "rand", "warping", "v_info")}
     steps = thresholds
