@@ -364,7 +364,7 @@ def test_cli_fetch_prints_where_the_data_is(shared_data, capsys):
 
 
 def test_cli_fetch_missing_data_without_network_fails_clearly(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(datasets.time, "sleep", lambda seconds: None)  # no waiting between retries
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # no waiting between retries
     # a base URL where nothing listens: exit status 1 and a message naming the URL
     argv = ["isbi2012", "--data-dir", str(tmp_path), "--no-progress", "--base-url", "http://127.0.0.1:9"]
     assert _fetch_cli(argv) == 1
