@@ -3,9 +3,9 @@
 #
 # What it makes, in the git-ignored folder .carry/ that the device call carries:
 #   .carry/data/     ISBI-2012 (train images, labels, test images) and only the annotated
-#                    frames of PhC-C2DH-U373 and DIC-C2DH-HeLa, as compressed .npz, read with
-#                    the package's loaders (scripts/carried_data.py says why .npz and how the
-#                    device run reads them)
+#                    frames of PhC-C2DH-U373 and DIC-C2DH-HeLa, as compressed .npz, made by
+#                    datasets.pack_data (unet_tutorial/packed.py says why .npz); there the
+#                    loaders read this folder itself: pass it as data_dir (or UNET_TUTORIAL_DATA)
 #   .carry/wheels/   what the device's python3 lacks to import Keras 3 (keras, namex, optree);
 #                    the rest that keras and this package need (absl-py, rich, h5py, ml-dtypes,
 #                    packaging, numpy, scipy, scikit-image, tifffile, tqdm, matplotlib) is in
@@ -24,7 +24,6 @@
 #   bash scripts/device_run.sh
 # (timeout_s 600; the run plans 495 s of work, see scripts/device_run.py).
 set -euo pipefail
-export KERAS_BACKEND=jax  # the loaders import keras; no TensorFlow start-up noise
 
 cd "$(dirname "$0")/.."
 CARRY=.carry
@@ -43,7 +42,12 @@ EOF
 
 echo "== data: ${UNET_TUTORIAL_DATA:-<datasets.data_dir() default>} -> $CARRY/data"
 rm -rf "$CARRY/data.new"
-python scripts/carried_data.py --out "$CARRY/data.new" ${UNET_TUTORIAL_DATA:+--data-dir "$UNET_TUTORIAL_DATA"}
+# pack_data reads with the package's loaders (sha256 and pixel fingerprints checked) from
+# datasets.data_dir(), i.e. $UNET_TUTORIAL_DATA when set.
+python -c 'import sys
+from unet_tutorial.datasets import pack_data
+for name, path in pack_data(out_dir=sys.argv[1]).items():
+    print(f"packed {name}: {path} ({path.stat().st_size / 2**20:.1f} MiB)")' "$CARRY/data.new"
 rm -rf "$CARRY/data" && mv "$CARRY/data.new" "$CARRY/data"
 
 echo "== wheels for Python $DEVICE_PYTHON on manylinux x86-64 -> $CARRY/wheels"

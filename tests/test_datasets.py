@@ -373,3 +373,18 @@ def test_cli_fetch_missing_data_without_network_fails_clearly(tmp_path, capsys, 
     assert not list((tmp_path / "isbi2012").rglob("*.part"))
     with pytest.raises(datasets.DownloadError):  # the Python API raises
         datasets.fetch("isbi2012", data_dir=tmp_path, progress=False, base_url="http://127.0.0.1:9")
+
+
+def test_importing_datasets_and_fetch_help_do_not_import_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "import unet_tutorial.datasets\n"
+            "from unet_tutorial.__main__ import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    main(['fetch', '--help'])\n"
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

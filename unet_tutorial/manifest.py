@@ -47,13 +47,13 @@ class UnknownDatasetError(ValueError):
 class ChecksumError(ValueError):
     """A file (or its decoded pixels) does not have the pinned sha256."""
 
-    def __init__(self, path, expected, found, what="sha256"):
+    def __init__(self, path, expected, found, what="sha256",
+                 remedy="delete it and run `python -m unet_tutorial fetch` again"):
         self.path, self.expected, self.found = str(path), expected, found
         expected_text = " or ".join(expected) if isinstance(expected, (list, tuple)) else expected
         super().__init__(
             f"{what} mismatch for {path}: expected {expected_text}, found {found}. "
-            "The file is corrupted, truncated or a different version; delete it and "
-            "run `python -m unet_tutorial fetch` again."
+            f"The file is corrupted, truncated or a different version; {remedy}."
         )
 
 

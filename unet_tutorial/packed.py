@@ -139,7 +139,8 @@ def _array(path: pathlib.Path, arrays: dict, meta: dict, key: str, verify: bool,
         expected = meta.get("fingerprints", {}).get(key)
         found = pixel_fingerprint(array)
         if found != expected:
-            raise ChecksumError(f"{path}[{key}]", expected, found, what="pixel fingerprint")
+            raise ChecksumError(f"{path}[{key}]", expected, found, what="pixel fingerprint",
+                                remedy="pack it again with datasets.pack_data")
     return array
 
 
