@@ -1,6 +1,7 @@
 """Kernel-side tests of unet_tutorial.widgets: helpers, live viewers, static (jslinked) viewers."""
 
 import json
+import pathlib
 
 import ipywidgets
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from ipywidgets.widgets.widget import _instances
 from ipywidgets.widgets.widget_link import Link
 
-from unet_tutorial import metrics, widgets
+from unet_tutorial import metrics, predictions, widgets
 
 
 def _cells(size=64, seed=0):
@@ -220,8 +221,75 @@ def test_static_weight_map_and_elastic_and_curves_build_grids():
 
 def test_load_predictions_round_trip(tmp_path):
     membrane = (np.arange(2 * 4 * 4).reshape(2, 4, 4) * 8).astype(np.uint8)
-    np.savez_compressed(tmp_path / "p.npz", membrane=membrane, slices=np.array([5, 9]))
+    predictions.save_predictions(tmp_path / "p.npz", membrane / 255, [5, 9], compact=True)
     loaded, slices = widgets.load_predictions(tmp_path / "p.npz")
     assert loaded.dtype == np.float32 and np.allclose(loaded * 255, membrane) and slices.tolist() == [5, 9]
     with pytest.raises(FileNotFoundError):
         widgets.load_predictions(tmp_path / "none.npz")
+
+
+# ----------------------------------------------------------------------------- one home for each rule
+def test_membrane_to_labels_is_the_sweeps_rule():
+    _, _, membrane = _cells()
+    for t in metrics.CHALLENGE_THRESHOLDS:
+        assert (widgets.membrane_to_labels(membrane, t) == metrics.cells_at_threshold(membrane, t)).all()
+    with pytest.raises(ValueError, match="threshold"):
+        widgets.threshold_curve(membrane, membrane < 0.5, [0.5, 1.2])
+
+
+# ----------------------------------------------------------------------------- the book's artifacts
+def test_chapter9_predictions_are_in_the_one_format(repo_root):
+    folder = repo_root / "book" / "artifacts" / "chapter9"
+    provenance = json.loads((folder / "provenance.json").read_text())
+    saved = predictions.load_predictions(folder / "isbi_heldout_membrane.npz")
+    assert saved.slices.tolist() == provenance["heldout_slices"]
+    assert saved.metadata["training_slices"] == provenance["training"]["slices"]
+    membrane, slices = widgets.load_predictions(folder / "isbi_heldout_membrane.npz")
+    assert membrane.shape == (len(slices), 512, 512) and membrane.dtype == np.float32
+    assert slices.tolist() == provenance["heldout_slices"]
+    assert np.allclose(membrane * 255, np.round(membrane * 255))  # uint8 steps of 1/255
+
+
+def test_artifact_hashes_match_the_committed_files(repo_root):
+    from unet_tutorial import book
+
+    committed = book.artifact_hashes(repo_root / "book" / "artifacts")
+    table = "ARTIFACT_SHA256 = {\n" + "".join(f'    "{k}": "{v}",\n' for k, v in committed.items()) + "}"
+    assert book.ARTIFACT_SHA256 == committed, f"an artifact changed: paste this table into unet_tutorial/book.py\n{table}"
+    assert any(key.startswith("chapter9/") for key in committed)
+
+
+def test_book_artifact_downloads_with_the_known_hash(tmp_path, monkeypatch):
+    import pooch
+
+    from unet_tutorial import book
+
+    asked = {}
+
+    def retrieve(url, known_hash, fname, progressbar, path):
+        asked.update(url=url, known_hash=known_hash, path=path)
+        return str(tmp_path / fname)
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    path = widgets.book_artifact("isbi_heldout_membrane.npz", folder=tmp_path / "chapter9")
+    assert path == tmp_path / "isbi_heldout_membrane.npz"
+    assert asked["url"] == book.raw_url("book/artifacts/chapter9/isbi_heldout_membrane.npz")
+    assert asked["known_hash"] == "sha256:" + book.ARTIFACT_SHA256["chapter9/isbi_heldout_membrane.npz"]
+    assert pathlib.Path(asked["path"]).name == "chapter9"
+    with pytest.raises(ValueError, match="no committed artifact"):
+        widgets.book_artifact("missing.npz", folder=tmp_path / "chapter9")
+
+
+def test_the_package_names_the_repository_of_config_yml(repo_root):
+    import re
+
+    import yaml
+
+    from unet_tutorial import book
+
+    config = yaml.safe_load((repo_root / "_config.yml").read_text(encoding="utf-8"))["repository"]
+    assert book.REPOSITORY_URL == config["url"].rstrip("/") and book.REPOSITORY_BRANCH == config["branch"]
+    # Any raw download address a chapter names points into the same repository and branch.
+    for chapter in sorted((repo_root / "book").glob("*/*.md")):
+        for url in re.findall(r"https://raw\.githubusercontent\.com/[^\"'\s)]+", chapter.read_text(encoding="utf-8")):
+            assert url.startswith(book.raw_url("")), f"{chapter.name}: {url} is not in {book.REPOSITORY_URL}"

@@ -4,10 +4,12 @@ Trains a small U-Net (depth 3, 16 base filters) on ISBI-2012 training slices
 0-19 for a few minutes on a CPU, then predicts the held-out slices 20-29 with
 overlap-tile inference and stores
 
-* ``isbi_heldout_membrane.npz``: ``membrane`` (10, 512, 512) uint8, P(membrane)
-  scaled to 0..255 (channel 0 of the softmax), and ``slices`` (10,) the indices of
-  the slices in the training stack (the images and labels are NOT stored: the
-  ISBI terms forbid re-hosting; the chapter loads them from the dataset);
+* ``isbi_heldout_membrane.npz``: the package's prediction format
+  (``predictions.save_predictions`` with ``compact=True``): ``probabilities``
+  (10, 512, 512) uint8, P(membrane) (channel 0 of the softmax) in steps of 1/255,
+  ``slices`` (10,) the indices of the slices in the training stack, and
+  ``metadata`` (what made them). The images and labels are NOT stored: the
+  ISBI terms forbid re-hosting; the chapter loads them from the dataset;
 * ``history.json``: per-epoch training and validation loss/accuracy (Keras
   ``History.history`` layout: one list per metric);
 * ``provenance.json``: command, commit, backend, hardware, versions, date, time.
@@ -36,6 +38,8 @@ import keras
 import numpy as np
 
 from unet_tutorial import build_unet, datasets, losses, tiling
+from unet_tutorial.files import write_json_atomic
+from unet_tutorial.predictions import save_predictions
 
 HERE = pathlib.Path(__file__).resolve().parent
 TRAIN_SLICES = list(range(0, 20))
@@ -43,12 +47,11 @@ HELDOUT_SLICES = list(range(20, 30))
 TILE, DEPTH, FILTERS = 188, 3, 16
 TIME_BUDGET_S = float(os.environ.get("CHAPTER9_TIME_BUDGET_S", 420))
 MAX_EPOCHS = 60
-
-
-def _atomic_write(path: pathlib.Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+PREDICTIONS = "isbi_heldout_membrane.npz"
+# Stored with the probabilities (the provenance.json beside them has the rest).
+METADATA = {"source": "isbi2012 train-volume", "probability": "P(membrane), channel 0 of the softmax",
+            "model": f"U-Net depth {DEPTH}, {FILTERS} base filters, {TILE}x{TILE} tiles",
+            "training_slices": TRAIN_SLICES, "tta": False, "made_by": "book/artifacts/chapter9/make_predictions.py"}
 
 
 class _TimeBudget(keras.callbacks.Callback):
@@ -81,11 +84,9 @@ def main() -> int:
     train_s = time.time() - start
 
     membrane = np.stack([tiling.predict_tiled(model, data.images[i], batch_size=8)[..., 0] for i in HELDOUT_SLICES])
-    membrane_u8 = np.round(np.clip(membrane, 0, 1) * 255).astype(np.uint8)
-    _atomic_write(HERE / "isbi_heldout_membrane.npz",
-                  lambda p: np.savez_compressed(open(p, "wb"), membrane=membrane_u8, slices=np.array(HELDOUT_SLICES)))
+    save_predictions(HERE / PREDICTIONS, np.clip(membrane, 0, 1), HELDOUT_SLICES, compact=True, **METADATA)
     hist = {k: [float(v) for v in values] for k, values in history.history.items()}
-    _atomic_write(HERE / "history.json", lambda p: p.write_text(json.dumps(hist, indent=1)))
+    write_json_atomic(HERE / "history.json", hist)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     provenance = {
@@ -104,10 +105,11 @@ def main() -> int:
                      "loss": "WeightedCrossEntropy with the Eq. 2 weight map (w0=10, sigma=5)",
                      "augmentation": "elastic, flips, rotations, grey values (augment.augment_sample)"},
         "heldout_slices": HELDOUT_SLICES,
-        "files": {"isbi_heldout_membrane.npz": "P(membrane) of the held-out slices, uint8 0..255",
+        "files": {PREDICTIONS: "P(membrane) of the held-out slices, predictions.save_predictions(compact=True): "
+                               "uint8 steps of 1/255",
                   "history.json": "per-epoch loss/accuracy, Keras History layout"},
     }
-    _atomic_write(HERE / "provenance.json", lambda p: p.write_text(json.dumps(provenance, indent=1)))
+    write_json_atomic(HERE / "provenance.json", provenance)
     print(json.dumps(provenance, indent=1))
     return 0
 
