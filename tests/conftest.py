@@ -37,3 +37,33 @@ def shared_data() -> pathlib.Path:
             "checkout (../shared/data) or set UNET_TUTORIAL_DATA to a folder laid out like it."
         )
     return path
+
+
+# ----------------------------------------------------------------------------- the browser tests (tests/browser_pages.py)
+@pytest.fixture(scope="module")
+def html_dir(shared_data) -> pathlib.Path:
+    """The built book: ``$UNET_TUTORIAL_HTML`` if set (an existing build), else built once (tests/test_book.py)."""
+    if os.environ.get("UNET_TUTORIAL_HTML"):
+        return pathlib.Path(os.environ["UNET_TUTORIAL_HTML"])
+    from test_book import HTML, build_book
+
+    build_book(str(shared_data.resolve()))  # absolute: chapters run in their own folders
+    return HTML
+
+
+@pytest.fixture(scope="module")
+def site(html_dir):
+    """Base URL of the built book, served on 127.0.0.1."""
+    from browser_pages import serve
+
+    with serve(html_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, through playwright)."""
+    from browser_pages import chromium
+
+    with chromium() as launched:
+        yield launched

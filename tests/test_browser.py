@@ -4,99 +4,24 @@ Debian's ``/usr/bin/chromium`` is driven through playwright's Python package
 (``executable_path``; no ``playwright install``). The site is served from
 ``_build/html`` on 127.0.0.1; every request the pages make is routed through a
 handler that records its host and refuses anything that is not 127.0.0.1.
+The server, the browser and ``Visit`` are shared with test_widgets_browser.py
+(conftest.py, browser_pages.py); set ``UNET_TUTORIAL_HTML=/path/to/_build/html`` to test an
+existing build instead of building the book.
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
 import pathlib
-import shutil
-import threading
-import urllib.parse
 
 import pytest
 
-from test_book import HTML, LANGUAGE_LINK, build_book, pages
+from browser_pages import Visit
+from test_book import LANGUAGE_LINK, pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.book, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("UNET_TUTORIAL_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = "/tmp/ko_plot.png"  # a Korean page with a plot, for a person to look at
 KO_CHAPTER, EN_CHAPTER = "book/ko/01_segmentation.html", "book/en/01_segmentation.html"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def site(shared_data):
-    """Base URL of the built book, served on 127.0.0.1."""
-    build_book(str(shared_data.resolve()))
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
-        pytest.fail(f"Chromium not found at {CHROMIUM}; install Debian's chromium (apt-get install chromium).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-class Visit:
-    """One page in a fresh context that records errors and the hosts of all requests."""
-
-    def __init__(self, browser):
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.hosts, self.errors = set(), []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(15_000)
-        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
-        self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
-
-    def _route(self, route):
-        host = urllib.parse.urlsplit(route.request.url).hostname
-        self.hosts.add(host)
-        if host == "127.0.0.1":
-            route.continue_()
-        else:
-            route.abort()
-
-    def open(self, url):
-        self.page.goto(url, wait_until="networkidle")
-        return self.page
-
-    def images_loaded(self) -> list[str]:
-        """Scroll every image into view, wait for it, and return those that did not load."""
-        page = self.page
-        for image in page.query_selector_all("img"):
-            if image.is_visible():
-                image.scroll_into_view_if_needed()
-        # Wait for the images themselves, not for "networkidle": after the widget pages
-        # load their fonts, playwright's networkidle sometimes never comes back, with
-        # no request left open (seen with playwright 1.65 and routed requests).
-        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
-        return page.evaluate(
-            "Array.from(document.images).filter(i => i.checkVisibility() && i.naturalWidth === 0).map(i => i.src)"
-        )
-
-    def close(self):
-        self.context.close()
 
 
 @pytest.fixture

@@ -14,86 +14,18 @@ instead of building the book (``UNET_TUTORIAL_BOOK_BUILT=1`` reuses a fresh one)
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import os
-import pathlib
 import re
-import shutil
-import threading
-import urllib.parse
 
 import pytest
 
-from test_book import HTML, build_book
+from browser_pages import Visit
 
 pytestmark = [pytest.mark.browser, pytest.mark.book, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("UNET_TUTORIAL_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = "/tmp/widgets_after.png"  # the stack browser after the slider moved, for a person to look at
 CHAPTERS = {"ko": "book/ko/09_widgets.html", "en": "book/en/09_widgets.html"}
 MAX_PAGE_BYTES = 5_000_000  # the embedded pictures must keep a page at a few MB
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def html_dir(shared_data) -> pathlib.Path:
-    if os.environ.get("UNET_TUTORIAL_HTML"):
-        return pathlib.Path(os.environ["UNET_TUTORIAL_HTML"])
-    build_book(str(shared_data.resolve()))
-    return HTML
-
-
-@pytest.fixture(scope="module")
-def site(html_dir):
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
-        pytest.fail(f"Chromium not found at {CHROMIUM}; install Debian's chromium (apt-get install chromium).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-class Visit:
-    """One page in a fresh context that records errors, failed responses and the hosts of all requests."""
-
-    def __init__(self, browser):
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        self.hosts, self.errors = set(), []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(20_000)
-        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
-        self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
-        self.page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
-
-    def _route(self, route):
-        host = urllib.parse.urlsplit(route.request.url).hostname
-        self.hosts.add(host)
-        if host == "127.0.0.1":
-            route.continue_()
-        else:
-            route.abort()
-
-    def close(self):
-        self.context.close()
 
 
 # JavaScript helpers: the visible pictures and the readout of the n-th slider labelled `label`.
@@ -150,7 +82,7 @@ def test_chapter9_widgets_work_without_a_kernel(browser, site, html_dir, languag
     assert sum(m["model_name"] == "LinkModel" for m in models.values()) >= 5  # the jslinks are embedded
     assert path.stat().st_size < MAX_PAGE_BYTES, f"{path} is {path.stat().st_size / 1e6:.1f} MB"
 
-    visit = Visit(browser)
+    visit = Visit(browser, viewport=(1400, 1000), timeout_ms=20_000, failed_responses=True)
     page = visit.page
     try:
         page.goto(site + CHAPTERS[language], wait_until="networkidle")
