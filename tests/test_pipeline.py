@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from unet_tutorial import shapes
+from unet_tutorial.config import AugmentConfig, TileConfig, WeightMapConfig
 from unet_tutorial.pipeline import SegmentationDataset, synthetic_cells
 
 DEPTH, TILE = 2, 48  # a valid input size for depth 2 (output 8 px smaller on each side)
+TILES = TileConfig(TILE, DEPTH)
 
 
 def _image_and_labels(n=3, size=64, seed=0):
@@ -20,7 +22,7 @@ def _image_and_labels(n=3, size=64, seed=0):
 
 def test_batches_have_the_agreed_shapes_and_dtypes():
     images, labels = _image_and_labels()
-    dataset = SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH, batch_size=2, tiles_per_epoch=5)
+    dataset = SegmentationDataset(images, labels, tiles=TILES, batch_size=2, tiles_per_epoch=5)
     t = shapes.output_size(TILE, depth=DEPTH)
     x, y, w = dataset[0]
     assert x.shape == (2, TILE, TILE, 1) and x.dtype == np.float32
@@ -40,8 +42,9 @@ def test_centre_of_the_input_tile_matches_the_labels(augment):
     """
     images, labels = _image_and_labels(seed=1)
     dataset = SegmentationDataset(
-        images, labels, tile_size=TILE, depth=DEPTH, batch_size=4, tiles_per_epoch=8,
-        augment=augment, elastic=False, intensity=False, w0=0.0, class_balance=False, seed=5,
+        images, labels, tiles=TILES, batch_size=4, tiles_per_epoch=8,
+        augmentation=AugmentConfig(enabled=augment, elastic=False, intensity=False),
+        weighting=WeightMapConfig(w0=0.0, class_balance=False), seed=5,
     )
     border = shapes.context_border(DEPTH)
     t = shapes.output_size(TILE, depth=DEPTH)
@@ -60,8 +63,8 @@ def test_elastic_deformation_keeps_image_and_labels_together():
     images = np.stack([disc, 1 - disc])
     labels = (images > 0.5).astype(np.uint8)
     dataset = SegmentationDataset(
-        images, labels, tile_size=TILE, depth=DEPTH, batch_size=4, tiles_per_epoch=8, elastic=True,
-        intensity=False, seed=3,
+        images, labels, tiles=TILES, batch_size=4, tiles_per_epoch=8,
+        augmentation=AugmentConfig(elastic=True, intensity=False), seed=3,
     )
     border, t = shapes.context_border(DEPTH), shapes.output_size(TILE, depth=DEPTH)
     for index in range(len(dataset)):
@@ -74,7 +77,7 @@ def test_elastic_deformation_keeps_image_and_labels_together():
 def test_the_same_seed_gives_the_same_batches_and_epochs_differ():
     images, labels = _image_and_labels()
     make = lambda seed: SegmentationDataset(  # noqa: E731
-        images, labels, tile_size=TILE, depth=DEPTH, batch_size=2, tiles_per_epoch=4, seed=seed
+        images, labels, tiles=TILES, batch_size=2, tiles_per_epoch=4, seed=seed
     )
     a, b, c = make(7), make(7), make(8)
     for index in range(len(a)):
@@ -92,48 +95,21 @@ def test_weight_maps_are_computed_from_the_cells():
     images, instances = synthetic_cells(n_images=2, size=64, n_cells=10, seed=2)
     labels = (instances > 0).astype(np.uint8)
     dataset = SegmentationDataset(
-        images, labels, instances=instances, tile_size=TILE, depth=DEPTH, validation=True, batch_size=64
+        images, labels, instances=instances, tiles=TILES, augmentation=AugmentConfig(enabled=False), batch_size=64
     )
     from unet_tutorial.weights import weight_map
 
     np.testing.assert_allclose(dataset.weights[1], weight_map(instances[1]), rtol=1e-6)
     given = np.full(labels.shape, 3.0, np.float32)
-    fixed = SegmentationDataset(images, labels, given, tile_size=TILE, depth=DEPTH, validation=True)
+    fixed = SegmentationDataset(images, labels, given, tiles=TILES)
     np.testing.assert_array_equal(fixed[0][2], 3.0)
-
-
-def test_validation_tiles_cover_every_pixel_without_augmentation():
-    images, labels = _image_and_labels(n=2, size=50)
-    dataset = SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH, validation=True, batch_size=3, seed=1)
-    t, border = shapes.output_size(TILE, depth=DEPTH), shapes.context_border(DEPTH)
-    covered = np.zeros(labels.shape, bool)
-    for index in range(len(dataset)):
-        x, y, _ = dataset[index]
-        chunk = dataset._grid[index * 3 : (index + 1) * 3]
-        for (i, r, c), tile_x, tile_y in zip(chunk, x, y):
-            np.testing.assert_array_equal(tile_y, labels[i, r : r + t, c : c + t])
-            np.testing.assert_array_equal(tile_x[border : border + t, border : border + t, 0], images[i, r : r + t, c : c + t])
-            covered[i, r : r + t, c : c + t] = True
-    assert covered.all()
-    again = SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH, validation=True, batch_size=3, seed=9)
-    np.testing.assert_array_equal(again[1][0], dataset[1][0])  # fixed tiles: the seed does not matter
 
 
 def test_uint8_images_are_scaled_to_unit_range():
     images, labels = _image_and_labels()
-    scaled = SegmentationDataset((images * 255).astype(np.uint8), labels, tile_size=TILE, depth=DEPTH, validation=True)
+    scaled = SegmentationDataset((images * 255).astype(np.uint8), labels, tiles=TILES,
+                                  augmentation=AugmentConfig(enabled=False))
     assert scaled[0][0].max() <= 1.0 and scaled[0][0].max() > 0.9
-
-
-def test_tf_dataset_gives_the_same_batches():
-    pytest.importorskip("tensorflow")
-    images, labels = _image_and_labels()
-    dataset = SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH, batch_size=2, tiles_per_epoch=4, seed=4)
-    batches = [tuple(part.numpy() for part in batch) for batch in dataset.to_tf_dataset(epochs=2)]
-    assert len(batches) == 2 * len(dataset)
-    np.testing.assert_array_equal(batches[1][0], dataset[1][0])
-    dataset.set_epoch(1)
-    np.testing.assert_array_equal(batches[2][1], dataset[0][1])
 
 
 def test_threads_give_the_batches_of_a_single_worker():
@@ -141,9 +117,9 @@ def test_threads_give_the_batches_of_a_single_worker():
     import keras
 
     images, labels = _image_and_labels()
-    serial = SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH, batch_size=2, tiles_per_epoch=6, seed=2)
+    serial = SegmentationDataset(images, labels, tiles=TILES, batch_size=2, tiles_per_epoch=6, seed=2)
     parallel = SegmentationDataset(
-        images, labels, tile_size=TILE, depth=DEPTH, batch_size=2, tiles_per_epoch=6, seed=2, workers=2
+        images, labels, tiles=TILES, batch_size=2, tiles_per_epoch=6, seed=2, workers=2
     )
     inputs = keras.Input((TILE, TILE, 1))
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x)(inputs))
@@ -158,30 +134,30 @@ def test_threads_give_the_batches_of_a_single_worker():
 def test_mismatched_image_and_label_shapes_are_refused():
     images, labels = _image_and_labels()
     with pytest.raises(ValueError, match=r"labels\[0\] has shape \(60, 64\)"):
-        SegmentationDataset(images, labels[:, :60], tile_size=TILE, depth=DEPTH)
+        SegmentationDataset(images, labels[:, :60], tiles=TILES)
     with pytest.raises(ValueError, match="3 images but 2 label"):
-        SegmentationDataset(images, labels[:2], tile_size=TILE, depth=DEPTH)
+        SegmentationDataset(images, labels[:2], tiles=TILES)
 
 
 def test_an_invalid_tile_size_names_the_nearest_valid_ones():
     images, labels = _image_and_labels(size=600)
     with pytest.raises(ValueError, match=r"tile_size=570.*556 or 572"):
-        SegmentationDataset(images[:1], labels[:1], tile_size=570, depth=5)
+        SegmentationDataset(images[:1], labels[:1], tiles=TileConfig(570, 5))
 
 
 def test_label_values_outside_the_classes_are_refused():
     images, labels = _image_and_labels()
     labels = labels * 255  # raw ISBI values
     with pytest.raises(ValueError, match=r"outside the classes 0..1"):
-        SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH)
+        SegmentationDataset(images, labels, tiles=TILES)
 
 
 def test_an_empty_training_set_is_refused():
     with pytest.raises(ValueError, match="empty"):
-        SegmentationDataset(np.zeros((0, 64, 64), np.float32), np.zeros((0, 64, 64), np.uint8), tile_size=TILE, depth=DEPTH)
+        SegmentationDataset(np.zeros((0, 64, 64), np.float32), np.zeros((0, 64, 64), np.uint8), tiles=TILES)
 
 
 def test_images_smaller_than_the_output_tile_are_refused():
     images, labels = _image_and_labels(size=20)
     with pytest.raises(ValueError, match="smaller than the output tile"):
-        SegmentationDataset(images, labels, tile_size=TILE, depth=DEPTH)
+        SegmentationDataset(images, labels, tiles=TILES)

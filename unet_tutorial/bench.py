@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import pathlib
 import sys
 import time
 
-import keras
 import numpy as np
 
 from . import shapes
-from .pipeline import SegmentationDataset, synthetic_cells
-from .train import PRESETS, TrainConfig
+from .config import PRESETS, TrainConfig
+from .files import write_json_atomic
 
 __all__ = ["BenchResult", "conv_flops", "bench", "add_bench_arguments", "run_bench"]
 
@@ -83,8 +80,10 @@ class BenchResult:
         )
 
 
-def conv_flops(model: keras.Model) -> int:
+def conv_flops(model) -> int:
     """Forward-pass FLOPs of one image in the model's convolutions (model built with a fixed input size)."""
+    import keras  # noqa: PLC0415 (the command line's options load without Keras)
+
     total = 0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2DTranspose):
@@ -100,6 +99,8 @@ def conv_flops(model: keras.Model) -> int:
 
 
 def _device_description() -> str:
+    import keras  # noqa: PLC0415
+
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -155,8 +156,11 @@ def bench(
     Returns:
         :class:`BenchResult`; ``print(result.format())`` for a readable table.
     """
+    import keras  # noqa: PLC0415
+
     from .losses import WeightedCrossEntropy  # noqa: PLC0415
     from .model import build_unet  # noqa: PLC0415
+    from .pipeline import SegmentationDataset, synthetic_cells  # noqa: PLC0415
 
     name = config if isinstance(config, str) else "custom"
     if isinstance(config, str):
@@ -207,11 +211,11 @@ def bench(
     # The input pipeline alone, with the config's augmentation, on 512x512 images.
     size = max(512, output_size)
     images, instances = synthetic_cells(n_images=4, size=size, n_cells=40, seed=seed)
+    tiles = dataclasses.replace(config.tiles, tile_size=input_size)
     dataset = SegmentationDataset(
-        images, (instances > 0).astype(np.uint8), instances=instances, tile_size=input_size, depth=config.depth,
-        padding=config.padding, batch_size=batch_size, tiles_per_epoch=batch_size * ((pipeline_batches or steps) + 1),
-        augment=config.augment, elastic=config.elastic, flip=config.flip, rotate=config.rotate,
-        intensity=config.intensity, elastic_sigma=config.elastic_sigma, seed=seed,
+        images, (instances > 0).astype(np.uint8), instances=instances, tiles=tiles,
+        augmentation=config.augmentation, batch_size=batch_size,
+        tiles_per_epoch=batch_size * ((pipeline_batches or steps) + 1), seed=seed,
     )
     pipeline_seconds = _timed(_Batches(dataset), len(dataset) - 1, 1)
 
@@ -266,9 +270,5 @@ def run_bench(args: argparse.Namespace) -> int:
         return 1
     print(result.format())
     if args.json:
-        from .train import _write_atomic  # noqa: PLC0415
-
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, json.dumps(result.as_dict(), indent=1))
+        write_json_atomic(args.json, result.as_dict())
     return 0

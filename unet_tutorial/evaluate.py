@@ -125,8 +125,11 @@ def load_probabilities(path) -> tuple[np.ndarray, np.ndarray | None]:
     return metrics.check_probabilities(probabilities, str(path)), slices
 
 
-def load_model(path):
-    """Load a ``.keras`` U-Net (the package's layers are registered on import)."""
+def load_model(path, *, compile: bool = False):
+    """Load a ``.keras`` U-Net (the package's layers and loss are registered first).
+
+    ``compile=True`` also restores the optimizer and its state (resuming training).
+    """
     import keras
 
     from . import losses, model  # noqa: F401  (registers the custom layers and losses)
@@ -136,7 +139,7 @@ def load_model(path):
         raise FileNotFoundError(f"model file {path} not found; train one with `python -m unet_tutorial train`.")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras model file.")
-    return keras.saving.load_model(path, compile=False)
+    return keras.saving.load_model(path, compile=compile)
 
 
 def predict_stack(model, images: np.ndarray, *, tta: bool = False, tile_size=None, batch_size: int = 4,

@@ -23,7 +23,8 @@ Randomness comes from ``numpy.random.default_rng([seed, epoch, index])``: batch
 ``index`` of ``epoch`` is the same in every run with the same seed, whatever the
 number of workers, so a resumed run sees the tiles an uninterrupted run would.
 
-Only numpy/scipy are used, so the dataset works on every Keras backend.
+Only numpy/scipy are used, so the dataset works on every Keras backend. The tile,
+augmentation and weight-map settings come as the frozen configs of :mod:`.config`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import keras
 import numpy as np
 from scipy import ndimage
 
-from . import shapes
 from .augment import augment_sample
+from .config import AugmentConfig, TileConfig, WeightMapConfig
 from .tiling import mirror_pad
 from .weights import weight_map
 
@@ -113,31 +114,24 @@ class SegmentationDataset(keras.utils.PyDataset):
             classes > 0 (for ISBI: ``weights.instances_from_isbi``).
         instances: optional (N, H, W) instance labels (0 = background, 1..n = cells)
             for the weight maps, e.g. CTC masks.
-        tile_size: input tile size T, a valid input size for ``depth``/``padding``
-            (572 in the paper); the output region is t = ``shapes.output_size(T)``.
-        depth, padding: the network's depth and padding (they set t and the
-            mirrored context border ``shapes.context_border``).
+        tiles: a :class:`config.TileConfig`: the input tile T and the network's
+            depth and padding, which set the output tile t and the mirrored
+            context border (paper: 572 -> 388).
+        augmentation: a :class:`config.AugmentConfig`, applied to every tile
+            with ``augment.augment_sample`` when ``augmentation.enabled``.
+        weighting: a :class:`config.WeightMapConfig` (paper: w0 10, sigma ~5 px,
+            class balance). ``w0=0`` without class balance gives weight 1 everywhere.
         n_classes: number of classes; labels must lie in 0..n_classes-1.
         batch_size: tiles per batch.
         tiles_per_epoch: training tiles per epoch (default: one per image); the
             epoch has ceil(tiles_per_epoch / batch_size) full batches.
-        augment: apply ``augment.augment_sample`` to every training tile.
-        elastic, flip, rotate, intensity: switch each augmentation step.
-        elastic_grid, elastic_sigma: the elastic deformation's lattice and
-            displacement std in pixels (paper: 3x3, 10 px).
-        w0, sigma, class_balance: weight map parameters (paper: 10, ~5 px, True).
-            ``w0=0`` with ``class_balance=False`` gives weight 1 everywhere.
-        validation: fixed tiles covering every image on a regular grid, no
-            augmentation, in the same order every epoch (``tiles_per_epoch`` is
-            ignored; the last batch may be smaller).
         seed: seed of the tile positions and the augmentation.
         workers, use_multiprocessing, max_queue_size: passed to
             ``keras.utils.PyDataset`` (parallel batch preparation).
 
     Raises:
-        ValueError/TypeError: mismatched shapes, an invalid tile size (the message
-        names the nearest valid sizes), label values outside the classes, an
-        empty image list, images smaller than the output tile.
+        ValueError/TypeError: mismatched shapes, label values outside the
+        classes, an empty image list, images smaller than the output tile.
     """
 
     def __init__(
@@ -147,23 +141,12 @@ class SegmentationDataset(keras.utils.PyDataset):
         weights=None,
         *,
         instances=None,
-        tile_size: int = 572,
-        depth: int = 5,
-        padding: str = "valid",
+        tiles: TileConfig = TileConfig(),
+        augmentation: AugmentConfig = AugmentConfig(),
+        weighting: WeightMapConfig = WeightMapConfig(),
         n_classes: int = 2,
         batch_size: int = 1,
         tiles_per_epoch: int | None = None,
-        augment: bool = True,
-        elastic: bool = True,
-        flip: bool = True,
-        rotate: bool = True,
-        intensity: bool = True,
-        elastic_grid: int = 3,
-        elastic_sigma: float = 10.0,
-        w0: float = 10.0,
-        sigma: float = 5.0,
-        class_balance: bool = True,
-        validation: bool = False,
         seed: int = 0,
         workers: int = 1,
         use_multiprocessing: bool = False,
@@ -174,29 +157,20 @@ class SegmentationDataset(keras.utils.PyDataset):
             raise ValueError("the training set is empty: got 0 images. Pass at least one image and its labels.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        try:
-            self.output_size = shapes.output_size(int(tile_size), depth=depth, padding=padding)
-        except ValueError as error:
-            raise ValueError(f"tile_size={tile_size} is not a valid input size: {error}") from error
-        self.tile_size = int(tile_size)
-        self.border = (self.tile_size - self.output_size) // 2  # context on each side
+        self.tiles, self.augmentation = tiles, augmentation
+        self.tile_size, self.output_size, self.border = tiles.tile_size, tiles.output_size, tiles.border
         self.images = _as_image_list(images)
         self.labels = _check_labels(self.images, labels, n_classes)
         for i, label in enumerate(self.labels):
             if min(label.shape) < self.output_size:
                 raise ValueError(
                     f"images[{i}] is {label.shape[0]}x{label.shape[1]}, smaller than the output tile "
-                    f"{self.output_size}x{self.output_size} of tile_size={tile_size}; choose a smaller "
-                    f"tile_size (valid sizes: shapes.valid_input_sizes(..., depth={depth}))."
+                    f"{self.output_size}x{self.output_size} of tile_size={tiles.tile_size}; choose a smaller "
+                    f"tile_size (valid sizes: shapes.valid_input_sizes(..., depth={tiles.depth}))."
                 )
-        self.weights = self._weight_maps(weights, instances, w0, sigma, class_balance)
+        self.weights = self._weight_maps(weights, instances, weighting)
         self.n_classes = n_classes
         self.batch_size = int(batch_size)
-        self.validation = bool(validation)
-        self.augment_options = dict(
-            elastic=elastic, flip=flip, rotate=rotate, intensity=intensity, grid=elastic_grid, sigma=elastic_sigma
-        )
-        self.augment = bool(augment) and not self.validation
         self.seed = int(seed)
         self.epoch = 0
         if tiles_per_epoch is None:
@@ -210,11 +184,10 @@ class SegmentationDataset(keras.utils.PyDataset):
             (mirror_pad(image, self.border), mirror_pad(label, self.border), mirror_pad(weight, self.border))
             for image, label, weight in zip(self.images, self.labels, self.weights)
         ]
-        self._grid = self._validation_tiles() if self.validation else None
 
     # -- setup -----------------------------------------------------------------
 
-    def _weight_maps(self, weights, instances, w0, sigma, class_balance):
+    def _weight_maps(self, weights, instances, weighting: WeightMapConfig):
         if weights is not None:
             if len(weights) != len(self.images):
                 raise ValueError(f"got {len(self.images)} images but {len(weights)} weight maps.")
@@ -232,25 +205,13 @@ class SegmentationDataset(keras.utils.PyDataset):
             cells = np.asarray(instances[i]) if instances is not None else _derived_instances(label)
             if cells.shape != label.shape:
                 raise ValueError(f"instances[{i}] has shape {cells.shape}, expected the labels' {label.shape}.")
-            result.append(weight_map(cells, w0=w0, sigma=sigma, class_balance=class_balance))
+            result.append(weight_map(cells, w0=weighting.w0, sigma=weighting.sigma,
+                                     class_balance=weighting.class_balance))
         return result
-
-    def _validation_tiles(self):
-        """(image index, row, col) of output regions covering every image on a grid."""
-        t = self.output_size
-        tiles = []
-        for i, label in enumerate(self.labels):
-            height, width = label.shape
-            rows = sorted({min(r, height - t) for r in range(0, height, t)})
-            cols = sorted({min(c, width - t) for c in range(0, width, t)})
-            tiles += [(i, r, c) for r in rows for c in cols]
-        return tiles
 
     # -- PyDataset interface -----------------------------------------------------
 
     def __len__(self):
-        if self.validation:
-            return math.ceil(len(self._grid) / self.batch_size)
         return math.ceil(self.tiles_per_epoch / self.batch_size)
 
     def on_epoch_end(self):
@@ -263,19 +224,15 @@ class SegmentationDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range for a dataset of {len(self)} batches.")
-        if self.validation:
-            chunk = self._grid[index * self.batch_size : (index + 1) * self.batch_size]
-            samples = [self.tile(i, r, c) for i, r, c in chunk]
-        else:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
-            samples = []
-            for k in range(self.batch_size):
-                i = int(order[(index * self.batch_size + k) % len(order)])
-                height, width = self.labels[i].shape
-                r = int(rng.integers(0, height - self.output_size + 1))
-                c = int(rng.integers(0, width - self.output_size + 1))
-                samples.append(self.tile(i, r, c, rng if self.augment else None))
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+        samples = []
+        for k in range(self.batch_size):
+            i = int(order[(index * self.batch_size + k) % len(order)])
+            height, width = self.labels[i].shape
+            r = int(rng.integers(0, height - self.output_size + 1))
+            c = int(rng.integers(0, width - self.output_size + 1))
+            samples.append(self.tile(i, r, c, rng if self.augmentation.enabled else None))
         x, y, w = (np.stack(parts) for parts in zip(*samples))
         return x, y, w
 
@@ -291,55 +248,12 @@ class SegmentationDataset(keras.utils.PyDataset):
         y = label[row : row + T, col : col + T]
         w = weight[row : row + T, col : col + T]
         if rng is not None:
-            x, y, w = augment_sample(x, y, w, rng, **self.augment_options)
+            x, y, w = augment_sample(x, y, w, rng, **self.augmentation.sample_options())
         return (
             np.ascontiguousarray(x, dtype=np.float32),
             np.ascontiguousarray(y[b : b + t, b : b + t], dtype=np.int32),
             np.ascontiguousarray(w[b : b + t, b : b + t], dtype=np.float32),
         )
-
-    # -- tf.data fast path ---------------------------------------------------------
-
-    def to_tf_dataset(self, epochs: int = 1, first_epoch: int = 0, parallel_calls=None):
-        """A ``tf.data.Dataset`` of the same batches, prepared in parallel threads.
-
-        Batch ``index`` of epoch ``e`` equals ``self`` at epoch ``e``, batch ``index``
-        (same seed, same tiles, same augmentation). Needs TensorFlow; the
-        PyDataset itself works without it.
-
-        Args:
-            epochs: number of epochs the dataset runs through.
-            first_epoch: the epoch number of its first batch (for resuming).
-            parallel_calls: threads preparing batches (default: tf.data.AUTOTUNE).
-        """
-        try:
-            import tensorflow as tf
-        except ImportError as error:
-            raise ImportError(
-                "to_tf_dataset() needs TensorFlow; without it pass the SegmentationDataset to model.fit "
-                "directly (it works on every backend)."
-            ) from error
-
-        n_batches = len(self)
-        channels = self.images[0].shape[-1]
-
-        def make_batch(epoch, index):
-            copy = SegmentationDataset.__new__(SegmentationDataset)
-            copy.__dict__.update(self.__dict__)
-            copy.epoch = int(epoch)
-            return copy[int(index)]
-
-        def load(step):
-            epoch = first_epoch + step // n_batches
-            x, y, w = tf.numpy_function(make_batch, [epoch, step % n_batches], (tf.float32, tf.int32, tf.float32))
-            x.set_shape((None, self.tile_size, self.tile_size, channels))
-            y.set_shape((None, self.output_size, self.output_size))
-            w.set_shape((None, self.output_size, self.output_size))
-            return x, y, w
-
-        steps = tf.data.Dataset.range(epochs * n_batches)
-        calls = tf.data.AUTOTUNE if parallel_calls is None else parallel_calls
-        return steps.map(load, num_parallel_calls=calls, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def synthetic_cells(n_images: int = 4, size: int = 128, n_cells: int = 12, seed: int = 0, noise: float = 0.1):

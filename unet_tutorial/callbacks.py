@@ -1,0 +1,174 @@
+"""The four small Keras callbacks of ``train``: stop on NaN, score held-out images, checkpoint, reseed.
+
+Each does one thing at an epoch (or batch) boundary, so :func:`train.train` can
+be read top to bottom as data, network, callbacks, ``model.fit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import math
+import pathlib
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from .files import save_model_atomic, write_json_atomic, write_text_atomic
+
+__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "SeedEachEpoch", "history_csv", "save_model_and_discard"]
+
+
+def save_model_and_discard(model: keras.Model) -> None:
+    """Take part in saving without keeping the file (the hosts other than the chief).
+
+    With several hosts on JAX, ``model.save`` gathers the weights collectively:
+    every process must call it, or the chief waits forever.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(pathlib.Path(folder) / "not-kept.keras")
+
+
+def history_csv(history: dict) -> str:
+    """The per-epoch history as CSV text, one row per epoch.
+
+    Written from the history that ``state.json`` holds (not appended epoch by
+    epoch like ``keras.callbacks.CSVLogger``), so a resumed run's file never
+    repeats the epochs between the last checkpoint and the interruption.
+    """
+    columns = [key for key, value in history.items() if isinstance(value, list)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in zip(*(history[column] for column in columns)):
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers where the loss went bad."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.where is None:
+            self.where = (self.epoch + 1, batch + 1, float(loss))
+        super().on_batch_end(batch, logs)
+
+
+class HeldOutScore(keras.callbacks.Callback):
+    """Adds held-out pixel error and cross-entropy to the epoch logs (overlap-tile prediction).
+
+    ``val_pixel_error`` is the challenge's pixel error (1 - F-score of class 1,
+    ``metrics.pixel_error``) at the best of the challenge's thresholds on
+    P(class 0) (``metrics.best_pixel_error``), as the ISBI challenge scores it;
+    ``val_pixel_error_threshold`` is that threshold. The weight map makes the
+    network favour class 0 (membrane), so a fixed threshold of 0.5 would
+    understate what it has learnt.
+
+    In a data-parallel run the held-out images are scored on one device, by
+    ``one_device_copy`` (the same network, built outside the distribution) with
+    the trained weights copied in: ``predict_tiled`` sends one tile at a time,
+    which cannot be split over several devices.
+    """
+
+    def __init__(self, images, labels, tile_size, tta, nan_guard, one_device_copy=None, scope=None):
+        super().__init__()
+        self.images, self.labels, self.tile_size, self.tta = images, labels, tile_size, tta
+        self.nan_guard = nan_guard
+        self.one_device_copy = one_device_copy
+        self.scope = scope or contextlib.nullcontext
+
+    def score(self):
+        with self.scope():
+            return self._score()
+
+    def _score(self):
+        from .metrics import best_pixel_error  # noqa: PLC0415
+        from .tiling import predict_tiled  # noqa: PLC0415
+
+        model = self.model
+        if self.one_device_copy is not None:
+            self.one_device_copy.set_weights(model.get_weights())
+            model = self.one_device_copy
+        class0, cross_entropy = [], []
+        for image, label in zip(self.images, self.labels):
+            probabilities = predict_tiled(model, image, tile_size=self.tile_size, batch_size=1, tta=self.tta)
+            class0.append(probabilities[..., 0])
+            true_class = np.take_along_axis(probabilities, label[..., None].astype(np.int64), axis=-1)
+            cross_entropy.append(-np.log(np.clip(true_class, 1e-7, 1.0)).mean())
+        error, threshold = best_pixel_error(np.stack(class0), np.stack(self.labels))
+        return {
+            "val_pixel_error": error,
+            "val_pixel_error_threshold": threshold,
+            "val_cross_entropy": float(np.mean(cross_entropy)),
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.nan_guard.where is None:
+            logs.update(self.score())
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """After each good epoch: checkpoint, then state.json, then history files; old checkpoint last.
+
+    With several hosts only the chief (process 0) writes files; the others take
+    part in saving the model (see :func:`save_model_and_discard`) and keep the history in memory.
+    """
+
+    def __init__(self, config, output_dir, history, state_extra, nan_guard, elapsed_before, write=True):
+        super().__init__()
+        self.config, self.output_dir, self.history = config, pathlib.Path(output_dir), history
+        self.state_extra, self.nan_guard = state_extra, nan_guard
+        self.elapsed_before, self.started = elapsed_before, time.perf_counter()
+        self.write = write
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.nan_guard.where is not None or not all(math.isfinite(float(v)) for v in logs.values()):
+            return  # never overwrite the last good checkpoint with a diverged model
+        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in sorted(logs.items())}, "elapsed_seconds": round(elapsed, 3)}
+        for key, value in row.items():
+            self.history.setdefault(key, []).append(value)
+        if not self.write:
+            save_model_and_discard(self.model)
+            return
+        name = f"checkpoint-epoch{epoch + 1:04d}.keras"
+        save_model_atomic(self.model, self.output_dir / name)
+        state = {
+            "epoch": epoch + 1,
+            "checkpoint": name,
+            "config": dataclasses.asdict(self.config),
+            "history": self.history,
+            "elapsed_seconds": elapsed,
+            **self.state_extra,
+        }
+        write_json_atomic(self.output_dir / "state.json", state)
+        write_json_atomic(self.output_dir / "history.json", self.history)
+        write_text_atomic(self.output_dir / "history.csv", history_csv(self.history))
+        for old in self.output_dir.glob("checkpoint-epoch*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+class SeedEachEpoch(keras.callbacks.Callback):
+    """Reseed Python, numpy and the backend at every epoch start, so a resumed run repeats an uninterrupted one."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        keras.utils.set_random_seed(self.seed * 10007 + epoch)
