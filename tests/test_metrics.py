@@ -9,6 +9,7 @@ from skimage.metrics import adapted_rand_error as skimage_adapted_rand_error
 from skimage.metrics import variation_of_information as skimage_variation_of_information
 
 from unet_tutorial import metrics
+from unet_tutorial import segments
 from unet_tutorial import warping
 
 FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
@@ -79,6 +80,45 @@ def test_variation_of_information_tells_split_from_merge():
     assert split == pytest.approx(0.0) and merge == pytest.approx(1.0)
     split, merge = metrics.variation_of_information(merged, truth)
     assert split == pytest.approx(1.0) and merge == pytest.approx(0.0)
+
+
+def test_variation_of_information_of_nothing_is_zero():
+    assert metrics.variation_of_information(np.zeros((0, 4), int), np.zeros((0, 4), int)) == (0.0, 0.0)
+    background_only = np.zeros((4, 4), int)
+    assert metrics.variation_of_information(background_only, np.ones((4, 4), int),
+                                            ignore_true_background=True) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.variation_of_information(np.zeros((4, 4), int), np.zeros((4, 5), int))
+
+
+# ----------------------------------------------------------------------------- cells
+def test_connectivity_structures_have_one_home():
+    assert np.array_equal(segments.FOUR, FOUR) and np.array_equal(segments.EIGHT, EIGHT)
+    assert warping.FOUR is segments.FOUR and warping.EIGHT is segments.EIGHT
+    with pytest.raises(ValueError, match="4 or 8"):
+        metrics.cell_components(np.ones((3, 3), bool), connectivity=6)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_cell_components_number_cells_slice_after_slice(connectivity):
+    """One ndimage.label over the stack equals labelling each slice and offsetting its labels."""
+    rng = np.random.default_rng(connectivity)
+    stack = rng.random((4, 15, 17)) < 0.5
+    structure = FOUR if connectivity == 4 else EIGHT
+    expected = np.zeros(stack.shape, np.int32)
+    offset = 0
+    for index, cells in enumerate(stack):
+        labelled, n = ndimage.label(cells, structure=structure)
+        expected[index] = np.where(labelled > 0, labelled + offset, 0)
+        offset += n
+    result = metrics.cell_components(stack, connectivity=connectivity)
+    assert result.dtype == np.int32
+    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(metrics.cell_components(stack[1], connectivity=connectivity),
+                                  ndimage.label(stack[1], structure=structure)[0])
+    # two cells that touch only at a corner are one cell for 8-connectivity only
+    corner = np.array([[1, 0], [0, 1]], bool)
+    assert metrics.cell_components(corner, connectivity=connectivity).max() == (2 if connectivity == 4 else 1)
 
 
 def test_rand_error_on_isbi_labels_perfect_split_and_swapped():
@@ -260,6 +300,26 @@ def test_isbi_scores_each_error_minimised_over_thresholds():
         assert getattr(scores, f"{name}_threshold") == thresholds[int(np.argmin(values))]
     warp = [metrics.warping_error((probabilities < t).astype(np.uint8), labels).warping_error for t in thresholds]
     assert scores.warping_error == pytest.approx(min(warp))
+
+
+def test_isbi_scores_threshold_with_cells_at_threshold(monkeypatch):
+    """The sweep has one rule for turning a probability into cells: metrics.cells_at_threshold."""
+    rng = np.random.default_rng(6)
+    labels = _blocky_labels(rng)
+    probabilities = rng.random(labels.shape)
+    calls = []
+    original = metrics.cells_at_threshold
+
+    def spy(membrane, threshold):
+        calls.append(threshold)
+        return original(membrane, threshold)
+
+    monkeypatch.setattr(metrics, "cells_at_threshold", spy)
+    scores = metrics.isbi_scores(probabilities, labels, (0.3, 0.6), warping=False)
+    assert calls == [0.3, 0.6]
+    np.testing.assert_array_equal(original(np.array([0.2, 0.5, 0.8]), 0.5), [1, 0, 0])  # cell where P(membrane) < t
+    assert scores.pixel_error == pytest.approx(min(metrics.pixel_error(original(probabilities, t), labels)
+                                                   for t in (0.3, 0.6)))
 
 
 # ----------------------------------------------------------------------------- bad and degenerate input

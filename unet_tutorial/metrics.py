@@ -19,6 +19,14 @@ Frontiers in Neuroanatomy 9:142, 2015):
   "maximal F-score over thresholds"); on a stack, the pair/pixel counts of all
   slices are added before the F-score is taken (Fiji's note: "not an averaged
   F-score").
+
+This module holds the pixel error, the warping error's stack wrapper, the
+threshold sweep (one home: :data:`CHALLENGE_THRESHOLDS`, :func:`check_thresholds`,
+:func:`cells_at_threshold`, :func:`best_pixel_error`, :func:`isbi_scores`) and
+Table 2's IoU and SEG. The Rand and information scores live in ``rand_info``,
+the input checks, cells and contingency tables in ``segments``; both are
+re-exported here, so ``metrics.rand_error`` or ``metrics.cell_components``
+keep working.
 """
 
 from __future__ import annotations
@@ -26,279 +34,24 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 
-from .warping import WarpingResult, binary_warping_error, sum_results
+from .rand_info import (RandScores, adapted_rand_error, rand_error, v_info, v_info_of_cells, v_rand,
+                        variation_of_information)
+from .segments import (as_stack, cell_components, check_integer_labels, check_isbi_labels, check_pair,
+                       check_probabilities, check_same_shape, contingency)
+from .warping import WarpingResult, stack_warping_error
 
-_FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
-_EIGHT = np.ones((3, 3), dtype=bool)
-
-
-# ----------------------------------------------------------------------------- input checks
-def _as_stack(array: np.ndarray, name: str) -> np.ndarray:
-    """(H, W) -> (1, H, W); (N, H, W) unchanged; anything else is an error."""
-    if array.ndim == 2:
-        return array[None]
-    if array.ndim == 3:
-        return array
-    raise ValueError(f"{name} must be (H, W) or (N, H, W), got shape {array.shape}. "
-                     "For a (H, W, 2) softmax output pass channel 0, the membrane probability.")
-
-
-def _check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; "
-                         "they must cover the same pixels (crop or pad one of them).")
-
-
-def check_isbi_labels(labels, name: str = "labels") -> np.ndarray:
-    """ISBI class labels (0 = membrane, 1 = cell) as a bool cell mask (True = cell).
-
-    Raises:
-        ValueError: for values other than 0 and 1 (e.g. the 0/255 of the raw
-            TIFF: divide by 255 or load with ``datasets.load_isbi2012``).
-    """
-    labels = np.asarray(labels)
-    if labels.dtype == bool:
-        return labels
-    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
-        raise ValueError(f"{name} must be integer class labels, got dtype {labels.dtype}.")
-    values = np.unique(labels)
-    if not np.isin(values, (0, 1)).all():
-        shown = values[:10].tolist()
-        raise ValueError(f"{name} must hold only 0 (membrane) and 1 (cell); found values {shown}. "
-                         "Raw ISBI TIFFs use 0/255: divide by 255 or use datasets.load_isbi2012().")
-    return labels.astype(bool)
-
-
-def check_probabilities(probabilities, name: str = "probabilities") -> np.ndarray:
-    """Membrane probabilities as float32, checked to be finite and within [0, 1]."""
-    probabilities = np.asarray(probabilities)
-    if not (np.issubdtype(probabilities.dtype, np.floating) or np.issubdtype(probabilities.dtype, np.integer)):
-        raise ValueError(f"{name} must be numbers in [0, 1], got dtype {probabilities.dtype}.")
-    probabilities = probabilities.astype(np.float32, copy=False)
-    if probabilities.size and (not np.isfinite(probabilities).all()
-                               or probabilities.min() < 0 or probabilities.max() > 1):
-        finite = probabilities[np.isfinite(probabilities)]
-        low, high = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-        raise ValueError(f"{name} must be finite probabilities in [0, 1]; found range [{low}, {high}]"
-                         f"{' and NaN/inf' if not np.isfinite(probabilities).all() else ''}. "
-                         "Pass softmax outputs (channel 0 = membrane), not logits or 0-255 images.")
-    return probabilities
-
-
-def _check_pair(predicted_labels, labels) -> tuple[np.ndarray, np.ndarray]:
-    """Both ISBI label maps as (N, H, W) bool cell masks of equal shape."""
-    predicted = check_isbi_labels(predicted_labels, "predicted_labels")
-    truth = check_isbi_labels(labels, "labels")
-    _check_same_shape(predicted, truth, ("predicted_labels", "labels"))
-    return _as_stack(predicted, "predicted_labels"), _as_stack(truth, "labels")
-
-
-def cell_components(cell_mask: np.ndarray, connectivity: int = 4) -> np.ndarray:
-    """Label the cells (connected components of the cell class) of each slice.
-
-    Args:
-        cell_mask: (H, W) or (N, H, W) bool, True = cell.
-        connectivity: 4 (the challenge's choice) or 8.
-
-    Returns:
-        int32 array of the same shape: 0 = membrane, 1..n = cells, numbered
-        across the whole stack so that no two slices share a label.
-    """
-    if connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}.")
-    structure = _FOUR if connectivity == 4 else _EIGHT
-    stack = _as_stack(np.asarray(cell_mask, dtype=bool), "cell_mask")
-    out = np.zeros(stack.shape, dtype=np.int32)
-    offset = 0
-    for index, cells in enumerate(stack):
-        labelled, n = ndimage.label(cells, structure=structure)
-        out[index] = np.where(labelled > 0, labelled + offset, 0)
-        offset += n
-    return out.reshape(np.shape(cell_mask))
-
-
-def _contingency(true_segmentation: np.ndarray, predicted_segmentation: np.ndarray):
-    """Sparse contingency table as (true label, predicted label, pixel count) triplets."""
-    t = np.asarray(true_segmentation).ravel().astype(np.int64)
-    p = np.asarray(predicted_segmentation).ravel().astype(np.int64)
-    if t.size and (t.min() < 0 or p.min() < 0):
-        raise ValueError("segmentations must hold non-negative integer labels (0 = background).")
-    width = int(p.max()) + 1 if p.size else 1
-    n_bins = (int(t.max()) + 1 if t.size else 1) * width
-    codes = t * width + p
-    if n_bins <= 4 * t.size + 1_000_000:  # small label range: counting is faster than sorting
-        counts = np.bincount(codes, minlength=n_bins)
-        codes = np.flatnonzero(counts)
-        counts = counts[codes]
-    else:
-        codes, counts = np.unique(codes, return_counts=True)
-    return codes // width, codes % width, counts.astype(np.float64)
-
-
-# ----------------------------------------------------------------------------- Rand
-@dataclasses.dataclass(frozen=True)
-class RandScores:
-    """Foreground-restricted Rand scores (Arganda-Carreras et al. 2015, Eq. 4-6)."""
-
-    error: float  # 1 - F-score ("adapted Rand error"; 0 = perfect)
-    precision: float  # pairs in one predicted segment that are also in one true segment
-    recall: float  # pairs in one true segment that are also in one predicted segment
-
-    @property
-    def f_score(self) -> float:
-        """V_rand: the F-score of precision and recall (1 = perfect)."""
-        return 1.0 - self.error
-
-
-def _rand_from_table(true_ids, predicted_ids, counts, prediction_background: str, self_pairs: bool) -> RandScores:
-    inside = true_ids != 0  # restrict to the foreground of the truth
-    true_ids, predicted_ids, counts = true_ids[inside], predicted_ids[inside], counts[inside]
-    n = counts.sum()
-    sum_true = np.square(np.bincount(true_ids, weights=counts)).sum()
-    if prediction_background == "singletons":
-        background = predicted_ids == 0
-        n_background = counts[background].sum()
-        sum_predicted = np.square(np.bincount(predicted_ids[~background], weights=counts[~background])).sum() + n_background
-        sum_both = np.square(counts[~background]).sum() + n_background
-    elif prediction_background == "label":
-        sum_predicted = np.square(np.bincount(predicted_ids, weights=counts)).sum()
-        sum_both = np.square(counts).sum()
-    else:
-        raise ValueError(f"prediction_background must be 'singletons' or 'label', got {prediction_background!r}.")
-    if not self_pairs:  # count only pairs of two different pixels
-        sum_true, sum_predicted, sum_both = sum_true - n, sum_predicted - n, sum_both - n
-    if sum_true + sum_predicted <= 0:
-        # no pair to judge (empty or single-pixel truth foreground): nothing is wrong
-        return RandScores(error=0.0, precision=1.0, recall=1.0)
-    precision = sum_both / sum_predicted if sum_predicted > 0 else 1.0
-    recall = sum_both / sum_true if sum_true > 0 else 1.0
-    return RandScores(error=float(1.0 - 2.0 * sum_both / (sum_true + sum_predicted)),
-                      precision=float(precision), recall=float(recall))
-
-
-def adapted_rand_error(true_segmentation, predicted_segmentation, *, prediction_background: str = "singletons",
-                       self_pairs: bool = True) -> RandScores:
-    """Foreground-restricted ("adapted") Rand error of two instance segmentations.
-
-    Arganda-Carreras et al. 2015, Sec. 2.2.1: pixel pairs are counted only where
-    the truth is foreground (label != 0); with ``n_ij`` the contingency table,
-    ``a_i``/``b_j`` its row/column sums, V_rand = 2 sum n_ij^2 / (sum a_i^2 +
-    sum b_j^2) and the error is 1 - V_rand.
-
-    Args:
-        true_segmentation, predicted_segmentation: integer label images of the
-            same shape (any number of dimensions), 0 = background.
-        prediction_background: how predicted background pixels (label 0) that
-            lie in the true foreground count. ``"singletons"`` (Fiji, the
-            challenge): each is its own segment. ``"label"`` (scikit-image's
-            ``adapted_rand_error``): 0 is one more segment.
-        self_pairs: True counts a pixel paired with itself (Fiji's N^2
-            normalisation); False counts pairs of distinct pixels only
-            (scikit-image).  ``prediction_background="label", self_pairs=False``
-            reproduces ``skimage.metrics.adapted_rand_error(true, pred)``.
-
-    Returns:
-        :class:`RandScores`. Empty truth foreground: error 0, precision = recall = 1.
-    """
-    true_segmentation = np.asarray(true_segmentation)
-    predicted_segmentation = np.asarray(predicted_segmentation)
-    _check_same_shape(true_segmentation, predicted_segmentation, ("true_segmentation", "predicted_segmentation"))
-    table = _contingency(true_segmentation, predicted_segmentation)
-    return _rand_from_table(*table, prediction_background=prediction_background, self_pairs=self_pairs)
-
-
-def rand_error(predicted_labels, labels, *, connectivity: int = 4) -> float:
-    """Rand error of Table 1 at one threshold: 1 - foreground-restricted V_rand.
-
-    Args:
-        predicted_labels, labels: (H, W) or (N, H, W) ISBI class maps (0 =
-            membrane, 1 = cell). Cells are connected components per slice;
-            predicted membrane inside true cells counts as singletons (Fiji).
-        connectivity: 4 (challenge) or 8.
-
-    Returns:
-        float in [0, 1]; 0 when the predicted cells equal the true cells.
-    """
-    predicted, truth = _check_pair(predicted_labels, labels)
-    return adapted_rand_error(cell_components(truth, connectivity), cell_components(predicted, connectivity)).error
-
-
-def v_rand(predicted_labels, labels, *, connectivity: int = 4) -> float:
-    """V_rand of the later challenge leaderboard (higher is better): 1 - :func:`rand_error`.
-
-    Departure: the leaderboard after 2013 first thins the membranes to one
-    pixel ("after thinning"); that step is not implemented here.
-    """
-    return 1.0 - rand_error(predicted_labels, labels, connectivity=connectivity)
-
-
-# ----------------------------------------------------------------------------- information
-def _entropy(counts: np.ndarray, n: float) -> float:
-    p = counts[counts > 0] / n
-    return float(-(p * np.log2(p)).sum())
-
-
-def variation_of_information(true_segmentation, predicted_segmentation, *, ignore_true_background: bool = False):
-    """Split and merge parts of the variation of information (Meila 2003), in bits.
-
-    Args:
-        true_segmentation, predicted_segmentation: integer label images, same shape.
-        ignore_true_background: drop the pixels where the truth is 0 (the
-            foreground restriction of Arganda-Carreras et al. 2015).
-
-    Returns:
-        (split, merge) = (H(predicted | true), H(true | predicted)); their sum is
-        the VI. Same order and values as ``skimage.metrics.variation_of_information(
-        true, predicted, ignore_labels=(0,) if ignore_true_background else ())``.
-        Empty input: (0.0, 0.0).
-    """
-    true_segmentation = np.asarray(true_segmentation)
-    predicted_segmentation = np.asarray(predicted_segmentation)
-    _check_same_shape(true_segmentation, predicted_segmentation, ("true_segmentation", "predicted_segmentation"))
-    true_ids, predicted_ids, counts = _contingency(true_segmentation, predicted_segmentation)
-    if ignore_true_background:
-        keep = true_ids != 0
-        true_ids, predicted_ids, counts = true_ids[keep], predicted_ids[keep], counts[keep]
-    n = counts.sum()
-    if n == 0:
-        return 0.0, 0.0
-    h_joint = _entropy(counts, n)
-    h_true = _entropy(np.bincount(true_ids, weights=counts), n)
-    h_predicted = _entropy(np.bincount(predicted_ids, weights=counts), n)
-    return max(h_joint - h_true, 0.0), max(h_joint - h_predicted, 0.0)
-
-
-def v_info(predicted_labels, labels, *, connectivity: int = 4) -> float:
-    """Foreground-restricted information-theoretic score V_info (higher is better).
-
-    Arganda-Carreras et al. 2015, Sec. 2.2.2: V_info = I(S; T) / (H(S)/2 + H(T)/2)
-    over the true cells' pixels, with predicted membrane pixels there as
-    singletons (as for V_rand). On a stack the cells of each slice are
-    separate segments and the entropies are taken over the pooled pixels of all
-    slices. Defined as 1.0 when both entropies are 0 (one segment each, i.e.
-    identical) and when the truth has no cell pixels.
-    Departure: no membrane thinning (see :func:`v_rand`).
-    """
-    predicted, truth = _check_pair(predicted_labels, labels)
-    true_ids, predicted_ids, counts = _contingency(cell_components(truth, connectivity),
-                                                   cell_components(predicted, connectivity))
-    keep = true_ids != 0
-    true_ids, predicted_ids, counts = true_ids[keep], predicted_ids[keep], counts[keep]
-    n = counts.sum()
-    if n == 0:
-        return 1.0
-    background = predicted_ids == 0
-    n_singletons = counts[background].sum()
-    singleton_entropy = n_singletons / n * np.log2(n)  # each singleton has probability 1/n
-    h_true = _entropy(np.bincount(true_ids, weights=counts), n)
-    h_predicted = _entropy(np.bincount(predicted_ids[~background], weights=counts[~background]), n) + singleton_entropy
-    h_joint = _entropy(counts[~background], n) + singleton_entropy
-    denominator = h_true + h_predicted
-    if denominator <= 0:
-        return 1.0
-    return float(np.clip(2.0 * (h_true + h_predicted - h_joint) / denominator, 0.0, 1.0))
+__all__ = [
+    # input checks and cells (segments.py)
+    "check_isbi_labels", "check_probabilities", "cell_components",
+    # Rand and information scores (rand_info.py)
+    "RandScores", "adapted_rand_error", "rand_error", "v_rand", "variation_of_information", "v_info",
+    # Table 1 at one threshold, and the threshold sweep
+    "pixel_error", "warping_error", "WarpingResult", "ISBIScores", "CHALLENGE_THRESHOLDS", "check_thresholds",
+    "cells_at_threshold", "best_pixel_error", "isbi_scores",
+    # Table 2
+    "iou", "seg_score",
+]
 
 
 # ----------------------------------------------------------------------------- pixel and warping error
@@ -333,7 +86,7 @@ def pixel_error(predicted_labels, labels, *, definition: str = "fscore") -> floa
     Returns:
         float in [0, 1]. With no cell pixel in either map the F-score form is 0.
     """
-    predicted, truth = _check_pair(predicted_labels, labels)
+    predicted, truth = check_pair(predicted_labels, labels)
     return _pixel_error_from_counts(*_pixel_counts(predicted, truth), definition)
 
 
@@ -351,13 +104,8 @@ def warping_error(predicted_labels, labels, *, return_warped: bool = False, prog
         topology-preserving flips, and the counts of splits, merges and objects
         or holes added/removed. Never above the pixel mismatch fraction.
     """
-    predicted, truth = _check_pair(predicted_labels, labels)
-    slices = range(truth.shape[0])
-    if progress:
-        from tqdm.auto import tqdm
-        slices = tqdm(slices, desc="warping error", unit="slice")
-    results = [binary_warping_error(truth[i], predicted[i], return_warped=return_warped) for i in slices]
-    result = sum_results(results, truth.size)
+    predicted, truth = check_pair(predicted_labels, labels)
+    result = stack_warping_error(truth, predicted, return_warped=return_warped, progress=progress)
     if return_warped and np.ndim(labels) == 2:
         result = dataclasses.replace(result, warped=result.warped[0])
     return result
@@ -441,8 +189,8 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
     """
     probabilities = check_probabilities(probabilities)
     truth = check_isbi_labels(labels)
-    _check_same_shape(probabilities, truth, ("probabilities", "labels"))
-    probabilities, truth = _as_stack(probabilities, "probabilities"), _as_stack(truth, "labels")
+    check_same_shape(probabilities, truth, ("probabilities", "labels"))
+    probabilities, truth = as_stack(probabilities, "probabilities"), as_stack(truth, "labels")
     thresholds = check_thresholds(thresholds)
     true_cells = cell_components(truth, connectivity)
     curves = {name: [] for name in ("pixel", "mismatch", "rand", "warping", "v_info")}
@@ -451,15 +199,15 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
         from tqdm.auto import tqdm
         steps = tqdm(thresholds, desc="ISBI scores", unit="threshold")
     for threshold in steps:
-        predicted = probabilities < threshold
+        predicted = cells_at_threshold(probabilities, threshold).astype(bool)
         counts = _pixel_counts(predicted, truth)
         curves["pixel"].append(_pixel_error_from_counts(*counts, "fscore"))
         curves["mismatch"].append(_pixel_error_from_counts(*counts, "mismatch"))
-        curves["rand"].append(adapted_rand_error(true_cells, cell_components(predicted, connectivity)).error)
-        curves["v_info"].append(v_info(predicted, truth, connectivity=connectivity))
+        predicted_cells = cell_components(predicted, connectivity)
+        curves["rand"].append(adapted_rand_error(true_cells, predicted_cells).error)
+        curves["v_info"].append(v_info_of_cells(true_cells, predicted_cells))
         if warping:
-            curves["warping"].append(sum_results(
-                [binary_warping_error(truth[i], predicted[i]) for i in range(truth.shape[0])], truth.size).warping_error)
+            curves["warping"].append(stack_warping_error(truth, predicted).warping_error)
     pixel, pixel_t = _best(curves["pixel"], thresholds, True)
     mismatch, mismatch_t = _best(curves["mismatch"], thresholds, True)
     rand, rand_t = _best(curves["rand"], thresholds, True)
@@ -489,10 +237,9 @@ def iou(predicted_classes, true_classes, n_classes: int | None = None) -> np.nda
     """
     predicted = np.asarray(predicted_classes)
     truth = np.asarray(true_classes)
-    _check_same_shape(predicted, truth, ("predicted_classes", "true_classes"))
+    check_same_shape(predicted, truth, ("predicted_classes", "true_classes"))
     for array, name in ((predicted, "predicted_classes"), (truth, "true_classes")):
-        if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{name} must be integer class indices, got dtype {array.dtype}.")
+        check_integer_labels(array, name, "class indices")
         if array.size and array.min() < 0:
             raise ValueError(f"{name} must hold class indices >= 0, found {array.min()}.")
     predicted, truth = predicted.astype(np.int64).ravel(), truth.astype(np.int64).ravel()
@@ -535,13 +282,12 @@ def seg_score(predicted_instances, true_instances, *, return_per_object: bool = 
     """
     predicted = np.asarray(predicted_instances)
     truth = np.asarray(true_instances)
-    _check_same_shape(predicted, truth, ("predicted_instances", "true_instances"))
+    check_same_shape(predicted, truth, ("predicted_instances", "true_instances"))
     for array, name in ((predicted, "predicted_instances"), (truth, "true_instances")):
-        if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{name} must be integer instance labels, got dtype {array.dtype}.")
+        check_integer_labels(array, name, "instance labels")
     scores = []
-    for frame_pred, frame_true in zip(_as_stack(predicted, "predicted_instances"), _as_stack(truth, "true_instances")):
-        true_ids, predicted_ids, counts = _contingency(frame_true, frame_pred)
+    for frame_pred, frame_true in zip(as_stack(predicted, "predicted_instances"), as_stack(truth, "true_instances")):
+        true_ids, predicted_ids, counts = contingency(frame_true, frame_pred)
         true_sizes = np.bincount(true_ids, weights=counts)
         predicted_sizes = np.bincount(predicted_ids, weights=counts)
         objects = np.unique(true_ids[true_ids != 0])

@@ -40,10 +40,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import euler_number
 
+from .segments import EIGHT, FOUR
+
 # Neighbour offsets in the order of the bits of a neighbourhood code.
 _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
-_FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
-_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +86,11 @@ def simple_point_table() -> np.ndarray:
         ring = np.zeros((3, 3), dtype=bool)
         for bit, (dr, dc) in enumerate(_OFFSETS):
             ring[1 + dr, 1 + dc] = bool(code >> bit & 1)
-        foreground, _ = ndimage.label(ring, structure=_FOUR)
+        foreground, _ = ndimage.label(ring, structure=FOUR)
         edge_labels = {foreground[0, 1], foreground[1, 0], foreground[1, 2], foreground[2, 1]} - {0}
         background_ring = ~ring
         background_ring[1, 1] = False
-        _, n_background = ndimage.label(background_ring, structure=_EIGHT)
+        _, n_background = ndimage.label(background_ring, structure=EIGHT)
         table[code] = len(edge_labels) == 1 and n_background == 1
     return table
 
@@ -155,13 +155,13 @@ def _classify_mismatches(warped: np.ndarray, prediction: np.ndarray) -> dict[str
     only on the pixels around the cluster.
     """
     counts = dict(splits=0, merges=0, object_additions=0, object_deletions=0, hole_additions=0, hole_deletions=0)
-    cell_labels, _ = ndimage.label(warped, structure=_FOUR)
-    background_labels, _ = ndimage.label(np.pad(~warped, 1, constant_values=True), structure=_EIGHT)
+    cell_labels, _ = ndimage.label(warped, structure=FOUR)
+    background_labels, _ = ndimage.label(np.pad(~warped, 1, constant_values=True), structure=EIGHT)
     background_labels = background_labels[1:-1, 1:-1]
     added = prediction & ~warped  # prediction has cell where the warped truth has membrane
     removed = warped & ~prediction  # prediction has membrane where the warped truth has cell
     height, width = warped.shape
-    for mask, structure, adding in ((added, _FOUR, True), (removed, _EIGHT, False)):
+    for mask, structure, adding in ((added, FOUR, True), (removed, EIGHT, False)):
         clusters, _ = ndimage.label(mask, structure=structure)
         for index, region in enumerate(ndimage.find_objects(clusters), start=1):
             # crop around the cluster, one pixel wider on each side
@@ -173,7 +173,7 @@ def _classify_mismatches(warped: np.ndarray, prediction: np.ndarray) -> dict[str
             after[inside] = adding
             d_euler = int(euler_number(after, connectivity=1)) - int(euler_number(before, connectivity=1))
             # neighbours of the cluster: the pieces it joins when it changes class
-            ring = ndimage.binary_dilation(inside, structure=structure if adding else _EIGHT) & ~inside
+            ring = ndimage.binary_dilation(inside, structure=structure if adding else EIGHT) & ~inside
             if adding:
                 joined = np.unique(cell_labels[r0:r1, c0:c1][ring & before])
                 d_cells = 1 - int(np.count_nonzero(joined))
@@ -210,6 +210,17 @@ def binary_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warpe
         warped=warped if return_warped else None,
         **counts,
     )
+
+
+def stack_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warped: bool = False,
+                        progress: bool = False) -> WarpingResult:
+    """Warping error of a (N, H, W) stack (bool, True = cell): each slice warped on its own, counts added."""
+    slices = range(truth.shape[0])
+    if progress:
+        from tqdm.auto import tqdm
+        slices = tqdm(slices, desc="warping error", unit="slice")
+    results = [binary_warping_error(truth[i], prediction[i], return_warped=return_warped) for i in slices]
+    return sum_results(results, truth.size)
 
 
 def sum_results(results: list[WarpingResult], n_pixels: int) -> WarpingResult:

@@ -1,0 +1,143 @@
+"""The label images that the metrics compare: input checks, cells, contingency tables.
+
+One home for what every metric needs before it can count anything:
+
+* checks that turn what a user passes (ISBI class labels, membrane
+  probabilities, pairs of maps) into arrays of a known kind, with an error that
+  says what was expected;
+* the connectivity of cells and membranes (:data:`FOUR`, :data:`EIGHT`), shared
+  with ``warping.py``;
+* :func:`cell_components`, the cells of an ISBI label map as numbered segments;
+* :func:`contingency`, the overlap counts of two segmentations that the Rand,
+  information and SEG scores are computed from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+# 2-D neighbourhoods for ndimage.label: cells are 4-connected (the challenge's choice),
+# membranes 8-connected (the (4, 8) pair of digital topology, see warping.py).
+FOUR = ndimage.generate_binary_structure(2, 1)
+EIGHT = ndimage.generate_binary_structure(2, 2)
+
+
+def connectivity_structure(connectivity: int) -> np.ndarray:
+    """The 3x3 neighbourhood of ``connectivity`` 4 (:data:`FOUR`) or 8 (:data:`EIGHT`)."""
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}.")
+    return FOUR if connectivity == 4 else EIGHT
+
+
+# ----------------------------------------------------------------------------- input checks
+def as_stack(array: np.ndarray, name: str) -> np.ndarray:
+    """(H, W) -> (1, H, W); (N, H, W) unchanged; anything else is an error."""
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim == 3:
+        return array
+    raise ValueError(f"{name} must be (H, W) or (N, H, W), got shape {array.shape}. "
+                     "For a (H, W, 2) softmax output pass channel 0, the membrane probability.")
+
+
+def check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
+    """Raise ``ValueError`` unless the two arrays cover the same pixels."""
+    if a.shape != b.shape:
+        raise ValueError(f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; "
+                         "they must cover the same pixels (crop or pad one of them).")
+
+
+def check_integer_labels(array: np.ndarray, name: str, kind: str) -> None:
+    """Raise ``ValueError`` unless ``array`` is bool or integer (``kind``: what its values mean)."""
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must be integer {kind}, got dtype {array.dtype}.")
+
+
+def check_isbi_labels(labels, name: str = "labels") -> np.ndarray:
+    """ISBI class labels (0 = membrane, 1 = cell) as a bool cell mask (True = cell).
+
+    Raises:
+        ValueError: for values other than 0 and 1 (e.g. the 0/255 of the raw
+            TIFF: divide by 255 or load with ``datasets.load_isbi2012``).
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        return labels
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise ValueError(f"{name} must be integer class labels, got dtype {labels.dtype}.")
+    values = np.unique(labels)
+    if not np.isin(values, (0, 1)).all():
+        shown = values[:10].tolist()
+        raise ValueError(f"{name} must hold only 0 (membrane) and 1 (cell); found values {shown}. "
+                         "Raw ISBI TIFFs use 0/255: divide by 255 or use datasets.load_isbi2012().")
+    return labels.astype(bool)
+
+
+def check_probabilities(probabilities, name: str = "probabilities") -> np.ndarray:
+    """Membrane probabilities as float32, checked to be finite and within [0, 1]."""
+    probabilities = np.asarray(probabilities)
+    if not (np.issubdtype(probabilities.dtype, np.floating) or np.issubdtype(probabilities.dtype, np.integer)):
+        raise ValueError(f"{name} must be numbers in [0, 1], got dtype {probabilities.dtype}.")
+    probabilities = probabilities.astype(np.float32, copy=False)
+    if probabilities.size and (not np.isfinite(probabilities).all()
+                               or probabilities.min() < 0 or probabilities.max() > 1):
+        finite = probabilities[np.isfinite(probabilities)]
+        low, high = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+        raise ValueError(f"{name} must be finite probabilities in [0, 1]; found range [{low}, {high}]"
+                         f"{' and NaN/inf' if not np.isfinite(probabilities).all() else ''}. "
+                         "Pass softmax outputs (channel 0 = membrane), not logits or 0-255 images.")
+    return probabilities
+
+
+def check_pair(predicted_labels, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Both ISBI label maps as (N, H, W) bool cell masks of equal shape."""
+    predicted = check_isbi_labels(predicted_labels, "predicted_labels")
+    truth = check_isbi_labels(labels, "labels")
+    check_same_shape(predicted, truth, ("predicted_labels", "labels"))
+    return as_stack(predicted, "predicted_labels"), as_stack(truth, "labels")
+
+
+# ----------------------------------------------------------------------------- segments
+def cell_components(cell_mask: np.ndarray, connectivity: int = 4) -> np.ndarray:
+    """Label the cells (connected components of the cell class) of each slice.
+
+    Args:
+        cell_mask: (H, W) or (N, H, W) bool, True = cell.
+        connectivity: 4 (the challenge's choice) or 8.
+
+    Returns:
+        int32 array of the same shape: 0 = membrane, 1..n = cells, numbered
+        across the whole stack so that no two slices share a label (slice 0's
+        cells first, each slice's in raster order).
+    """
+    structure = connectivity_structure(connectivity)
+    stack = as_stack(np.asarray(cell_mask, dtype=bool), "cell_mask")
+    # One 3-D labelling whose neighbourhood is flat along the slice axis: cells never
+    # join across slices, and scipy numbers them in scan order, slice after slice.
+    flat = np.zeros((3, 3, 3), dtype=bool)
+    flat[1] = structure
+    labelled, _ = ndimage.label(stack, structure=flat)
+    return labelled.astype(np.int32, copy=False).reshape(np.shape(cell_mask))
+
+
+def contingency(true_segmentation: np.ndarray, predicted_segmentation: np.ndarray):
+    """Sparse contingency table as (true label, predicted label, pixel count) triplets.
+
+    Only pairs of labels that share at least one pixel are listed; the counts
+    are float64 so that sums of squares do not overflow.
+    """
+    t = np.asarray(true_segmentation).ravel().astype(np.int64)
+    p = np.asarray(predicted_segmentation).ravel().astype(np.int64)
+    if t.size and (t.min() < 0 or p.min() < 0):
+        raise ValueError("segmentations must hold non-negative integer labels (0 = background).")
+    width = int(p.max()) + 1 if p.size else 1
+    n_bins = (int(t.max()) + 1 if t.size else 1) * width
+    codes = t * width + p
+    if n_bins <= 4 * t.size + 1_000_000:  # small label range: counting is faster than sorting
+        counts = np.bincount(codes, minlength=n_bins)
+        codes = np.flatnonzero(counts)
+        counts = counts[codes]
+    else:
+        codes, counts = np.unique(codes, return_counts=True)
+    return codes // width, codes % width, counts.astype(np.float64)
