@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from unet_tutorial import evaluate, metrics
+from unet_tutorial import evaluate, metrics, predictions
 
 
 def _parse(add_arguments, argv):
@@ -49,8 +49,8 @@ def test_select_slices_parses_lists_and_folds_like_training():
 def test_probabilities_round_trip_atomically(tmp_path, suffix):
     rng = np.random.default_rng(0)
     probabilities = rng.random((3, 8, 9, 2)).astype(np.float32)
-    path = evaluate.save_probabilities(tmp_path / f"p{suffix}", probabilities, slices=[4, 5, 9])
-    loaded, slices = evaluate.load_probabilities(path)
+    path = predictions.save_predictions(tmp_path / f"p{suffix}", probabilities, slices=[4, 5, 9])
+    loaded, slices, _ = predictions.load_predictions(path)
     np.testing.assert_array_equal(loaded, probabilities)
     if suffix == ".npz":
         assert slices.tolist() == [4, 5, 9]
@@ -59,12 +59,12 @@ def test_probabilities_round_trip_atomically(tmp_path, suffix):
 
 def test_probability_files_are_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match="predict"):
-        evaluate.load_probabilities(tmp_path / "missing.npz")
+        predictions.load_predictions(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="npz or .tif"):
-        evaluate.save_probabilities(tmp_path / "p.png", np.zeros((1, 4, 4)))
+        predictions.save_predictions(tmp_path / "p.png", np.zeros((1, 4, 4)))
     np.savez(tmp_path / "logits.npz", probabilities=np.full((1, 4, 4), 3.0))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        evaluate.load_probabilities(tmp_path / "logits.npz")
+        predictions.load_predictions(tmp_path / "logits.npz")
 
 
 def test_tables_hold_the_paper_row_and_ours_in_every_format():
@@ -92,7 +92,7 @@ def test_evaluate_perfect_probabilities_scores_zero(shared_data, tmp_path, capsy
 
     labels = load_isbi2012(shared_data).labels
     membrane = 1.0 - labels[[0, 1]].astype(np.float32)
-    path = evaluate.save_probabilities(tmp_path / "perfect.npz", np.stack([membrane, 1 - membrane], -1), slices=[0, 1])
+    path = predictions.save_predictions(tmp_path / "perfect.npz", np.stack([membrane, 1 - membrane], -1), slices=[0, 1])
     code, out, err = _evaluate(["--probabilities", str(path), "--slices", "0,1", "--data-dir", str(shared_data),
                                 "--quiet", "--csv", str(tmp_path / "t.csv"), "--markdown", str(tmp_path / "t.md")], capsys)
     assert code == 0, err
@@ -112,7 +112,7 @@ def test_evaluate_table2_matches_seg_score(shared_data, tmp_path, capsys):
 
     masks = load_ctc("DIC-C2DH-HeLa", "02", shared_data).masks[:2]
     cell = (masks > 0).astype(np.float32)
-    path = evaluate.save_probabilities(tmp_path / "p.npz", np.stack([1 - cell, cell], -1), slices=[0, 1])
+    path = predictions.save_predictions(tmp_path / "p.npz", np.stack([1 - cell, cell], -1), slices=[0, 1])
     code, out, err = _evaluate(["--probabilities", str(path), "--dataset", "DIC-C2DH-HeLa", "--sequence", "02",
                                 "--slices", "0,1", "--data-dir", str(shared_data), "--csv", str(tmp_path / "t.csv")],
                                capsys)
@@ -140,7 +140,7 @@ def test_evaluate_and_predict_with_a_tiny_untrained_model(shared_data, tmp_path,
     args = _parse(evaluate.add_predict_arguments, ["--model", str(model_path), "--output", str(output), "--split", "test",
                                                    "--slices", "2", "--quiet", "--data-dir", str(shared_data)])
     assert evaluate.run_predict(args) == 0
-    probabilities, slices = evaluate.load_probabilities(output)
+    probabilities, slices, _ = predictions.load_predictions(output)
     assert probabilities.shape == (1, 512, 512, 2) and slices.tolist() == [2]
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     bad = _parse(evaluate.add_predict_arguments, ["--model", str(model_path), "--output", str(tmp_path / "p.png")])
@@ -190,3 +190,15 @@ def test_cli_prints_table1_for_a_cpu_tiny_model(shared_data, tmp_path, repo_root
     assert "held out" in result.stdout and "trained on" not in result.stdout
     ours = list(csv.DictReader(open(tmp_path / "table1.csv")))[1]
     assert all(0.0 <= float(ours[key]) <= 1.0 for key in ("warping_error", "rand_error", "pixel_error"))
+
+
+def test_a_corrupt_state_json_is_an_error_not_a_missing_config(tmp_path, capsys):
+    """Without the saved config the held-out block is unknown: evaluate must say so, not score silently."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"not read")
+    (run / "state.json").write_text('{"config": {"dataset": "isbi2012", ')  # cut off mid-write
+    code, out, err = _evaluate(["--model", str(run / "model.keras"), "--no-warping", "--quiet"], capsys)
+    assert code == 1
+    assert "state.json" in err and "--slices or --fold" in err
+    assert "Table 1" not in out

@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from unet_tutorial import build_unet, datasets, losses, tiling
+from unet_tutorial.config import AugmentConfig, TileConfig
 from unet_tutorial.files import write_json_atomic
 from unet_tutorial.predictions import save_predictions
 
@@ -66,20 +67,31 @@ class _TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _grid_tiles(dataset) -> tuple:
+    """(x, y, w) of fixed, unaugmented tiles whose outputs cover every held-out image on a grid."""
+    t, samples = dataset.output_size, []
+    for i, label in enumerate(dataset.labels):
+        height, width = label.shape
+        rows = sorted({min(r, height - t) for r in range(0, height, t)})
+        cols = sorted({min(c, width - t) for c in range(0, width, t)})
+        samples += [dataset.tile(i, r, c) for r in rows for c in cols]
+    return tuple(np.stack(parts) for parts in zip(*samples))
+
+
 def main() -> int:
     start = time.time()
     keras.utils.set_random_seed(0)
     data = datasets.load_isbi2012()
+    tiles = TileConfig(TILE, DEPTH)
     train = datasets.SegmentationDataset(
-        data.images[TRAIN_SLICES], data.labels[TRAIN_SLICES], tile_size=TILE, depth=DEPTH,
-        batch_size=4, tiles_per_epoch=32, seed=0)
-    val = datasets.SegmentationDataset(
-        data.images[HELDOUT_SLICES[:2]], data.labels[HELDOUT_SLICES[:2]], tile_size=TILE, depth=DEPTH,
-        batch_size=8, validation=True)
+        data.images[TRAIN_SLICES], data.labels[TRAIN_SLICES], tiles=tiles, batch_size=4, tiles_per_epoch=32, seed=0)
+    val = _grid_tiles(datasets.SegmentationDataset(
+        data.images[HELDOUT_SLICES[:2]], data.labels[HELDOUT_SLICES[:2]], tiles=tiles,
+        augmentation=AugmentConfig(enabled=False)))
     model = build_unet(input_shape=(TILE, TILE, 1), base_filters=FILTERS, depth=DEPTH, dropout=0.0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.WeightedCrossEntropy(),
                   weighted_metrics=["accuracy"])
-    history = model.fit(train, validation_data=val, epochs=MAX_EPOCHS, verbose=2,
+    history = model.fit(train, validation_data=val, validation_batch_size=8, epochs=MAX_EPOCHS, verbose=2,
                         callbacks=[_TimeBudget(TIME_BUDGET_S)])
     train_s = time.time() - start
 
