@@ -82,6 +82,32 @@ def test_bad_arguments(bad):
         build_unet(**bad)
 
 
+@pytest.mark.parametrize("bad,message", [
+    (dict(depth=0), r"depth must be an integer >= 1 .*got 0"),
+    (dict(depth=2.5), r"depth must be an integer >= 1 .*got 2\.5"),
+    (dict(padding="full"), r"padding must be one of \('valid', 'same'\), got 'full'"),
+    (dict(base_filters=0), r"base_filters must be a whole number >= 1 .*got 0"),
+    (dict(n_classes=1), r"n_classes must be a whole number >= 2, got 1"),
+    (dict(n_classes=2.0), r"n_classes must be a whole number >= 2, got 2\.0"),
+    (dict(dropout=-0.1), r"dropout must be a number in \[0, 1\) .*got -0\.1"),
+    (dict(dropout=1.5), r"dropout must be a number in \[0, 1\) .*got 1\.5"),
+    (dict(input_shape=(None, None)), r"input_shape must be \(height, width, channels\), got \(None, None\)"),
+    (dict(input_shape=(None, None, None)), r"input_shape channels must be known and >= 1, got None"),
+    (dict(input_shape=(92.5, 92, 1)), r"input_shape height must be a whole number or None .*got 92\.5"),
+])
+def test_bad_arguments_are_named_before_any_layer_is_built(bad, message):
+    """The issue's case: build_unet((None, None, 1), depth=0) used to fail deep inside Keras."""
+    arguments = dict(input_shape=(None, None, 1), base_filters=4, depth=2)
+    with pytest.raises(ValueError, match=message):
+        build_unet(**{**arguments, **bad})
+
+
+def test_numpy_integers_are_whole_numbers():
+    model = build_unet((np.int64(44), 44, np.int64(1)), n_classes=np.int64(3), base_filters=np.int64(4),
+                       depth=np.int64(2), dropout=0.0)
+    assert model.output_shape == (None, 28, 28, 3)
+
+
 def test_save_load_round_trip(tmp_path):
     model = build_unet((None, None, 1), base_filters=4, depth=2)
     x = np.random.default_rng(1).random((1, 44, 44, 1), dtype=np.float32)

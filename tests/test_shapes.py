@@ -10,7 +10,7 @@ def test_paper_sizes():
     assert shapes.output_size(572) == 388
     assert shapes.context_border() == 92
     # 512 (an ISBI slice) does not fit; the nearest valid sizes around it.
-    assert not shapes.is_valid_input(512)
+    assert 512 not in shapes.valid_input_sizes(500, 530)
     assert shapes.nearest_valid_input(512) == (508, 524)
 
 

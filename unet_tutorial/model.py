@@ -24,6 +24,8 @@ and on JAX.
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import layers, ops
 
@@ -46,8 +48,8 @@ class CropAndConcat(layers.Layer):
         height, width = ops.shape(upsampled)[1], ops.shape(upsampled)[2]
         top = (skip_height - height) // 2
         left = (skip_width - width) // 2
-        cropped = skip[:, top : top + height, left : left + width, :]
-        return ops.concatenate([cropped, upsampled], axis=-1)
+        cropped = skip[:, top : top + height, left : left + width, :]  # (B, h, w, C_skip)
+        return ops.concatenate([cropped, upsampled], axis=-1)  # (B, h, w, C_skip + C_up)
 
     def compute_output_shape(self, input_shapes):
         skip_shape, upsampled_shape = input_shapes
@@ -104,7 +106,7 @@ def conv_block(x, filters: int, name: str, padding: str = "valid", batch_norm: b
             use_bias=not batch_norm,  # batch norm has its own offset
             kernel_initializer="he_normal",
             name=f"{name}_conv{i}",
-        )(x)
+        )(x)  # (B, H-2i, W-2i, filters) with "valid"; (B, H, W, filters) with "same"
         if batch_norm:
             x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
@@ -117,10 +119,10 @@ def contracting_block(x, filters: int, name: str, padding="valid", batch_norm=Fa
     Returns (skip, pooled): the features kept for the copy-and-crop connection,
     and the 2x2 max-pooled map that goes one level down.
     """
-    x = conv_block(x, filters, name, padding, batch_norm)
+    x = conv_block(x, filters, name, padding, batch_norm)  # (B, H-4, W-4, filters)
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    pooled = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    pooled = layers.MaxPooling2D(2, name=f"{name}_pool")(x)  # (B, (H-4)/2, (W-4)/2, filters)
     return x, pooled
 
 
@@ -132,9 +134,41 @@ def expansive_block(x, skip, filters: int, name: str, padding="valid", batch_nor
     """
     x = layers.Conv2DTranspose(
         filters, 2, strides=2, kernel_initializer="he_normal", name=f"{name}_upconv"
-    )(x)
-    x = CropAndConcat(name=f"{name}_concat")([skip, x])
-    return conv_block(x, filters, name, padding, batch_norm)
+    )(x)  # (B, 2h, 2w, filters)
+    x = CropAndConcat(name=f"{name}_concat")([skip, x])  # (B, 2h, 2w, 2*filters)
+    return conv_block(x, filters, name, padding, batch_norm)  # (B, 2h-4, 2w-4, filters)
+
+
+def _is_whole_number(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_build_arguments(input_shape, n_classes, base_filters, depth, padding, dropout) -> None:
+    """Refuse, before any layer is made, arguments that would fail deep inside Keras or build a useless network."""
+    shapes.check_depth_and_padding(depth, padding)
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels), got {input_shape!r}; "
+            "for a grey image use (572, 572, 1)."
+        )
+    height, width, channels = input_shape
+    for axis, size in (("height", height), ("width", width)):
+        if size is not None and not _is_whole_number(size):
+            raise ValueError(f"input_shape {axis} must be a whole number or None (any valid size), got {size!r}.")
+    if not _is_whole_number(channels) or channels < 1:
+        raise ValueError(f"input_shape channels must be known and >= 1, got {channels!r} in {input_shape!r}.")
+    if not _is_whole_number(n_classes) or n_classes < 2:
+        raise ValueError(
+            f"n_classes must be a whole number >= 2, got {n_classes!r}: the output is a softmax over the "
+            "classes, which is always 1 for a single class; a foreground/background mask has 2 classes."
+        )
+    if not _is_whole_number(base_filters) or base_filters < 1:
+        raise ValueError(f"base_filters must be a whole number >= 1 (the paper uses 64), got {base_filters!r}.")
+    if not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1) (0 disables it; the paper uses 0.5), got {dropout!r}.")
+    for size in (height, width):
+        if size is not None:
+            shapes.check_input_size(size, depth=depth, padding=padding)
 
 
 def build_unet(
@@ -152,7 +186,7 @@ def build_unet(
     Args:
         input_shape: (height, width, channels). Height and width may be None
             (any valid size, checked when the model is called).
-        n_classes: number of output channels (classes), softmax over them.
+        n_classes: number of output channels (classes, at least 2), softmax over them.
         base_filters: channels of the first level; doubled at every level down.
         depth: levels of the U including the bottom one (the paper: 5).
         padding: "valid" (the paper: unpadded convolutions, output smaller than
@@ -165,27 +199,25 @@ def build_unet(
         (B, h, w, n_classes) with h = ``shapes.output_size(H, depth, padding)``.
 
     Raises:
-        ValueError: for a size that does not fit (naming the nearest valid sizes)
-            or a nonsensical argument.
-    """
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"input_shape must be (height, width, channels), got {input_shape!r}; "
-            "for a grey image use (572, 572, 1)."
-        )
-    if input_shape[-1] is None or input_shape[-1] < 1:
-        raise ValueError(f"The channel count of input_shape must be known and >= 1, got {input_shape!r}.")
-    if n_classes < 1 or base_filters < 1:
-        raise ValueError(f"n_classes and base_filters must be >= 1, got {n_classes} and {base_filters}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-    for size in input_shape[:2]:
-        if size is not None:
-            shapes.check_input_size(size, depth=depth, padding=padding)
+        ValueError: naming the argument, its value and what is allowed, for a
+            size that does not fit (with the nearest valid sizes), depth < 1,
+            base_filters < 1, n_classes < 2, dropout outside [0, 1), a padding
+            other than "valid"/"same", or an input_shape that is not
+            (height, width, channels) with known channels.
 
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    The shape comments below are those of the paper's network (572x572x1 in,
+    base_filters 64, depth 5, "valid"); B is the batch size.
+    """
+    _check_build_arguments(input_shape, n_classes, base_filters, depth, padding, dropout)
+
+    inputs = keras.Input(shape=tuple(input_shape), name="image")  # (B, 572, 572, 1)
     x = InputSizeCheck(depth=depth, padding=padding, name="input_size_check")(inputs)
 
+    # Contracting path: two 3x3 convs (-4 pixels), keep as skip, 2x2 max pool (halves).
+    #   level 1: skip (B, 568, 568, 64)  -> x (B, 284, 284, 64)
+    #   level 2: skip (B, 280, 280, 128) -> x (B, 140, 140, 128)
+    #   level 3: skip (B, 136, 136, 256) -> x (B, 68, 68, 256)
+    #   level 4: skip (B, 64, 64, 512)   -> x (B, 32, 32, 512)
     skips = []
     for level in range(1, depth):
         # Dropout on the deepest contracting level (and at the bottom, below):
@@ -196,14 +228,20 @@ def build_unet(
         )
         skips.append(skip)
 
-    x = conv_block(x, base_filters * 2 ** (depth - 1), "bottleneck", padding, batch_norm)
+    # Bottom of the U: two 3x3 convs, no pooling.
+    x = conv_block(x, base_filters * 2 ** (depth - 1), "bottleneck", padding, batch_norm)  # (B, 28, 28, 1024)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
 
+    # Expansive path: 2x2 up-conv (doubles, halves channels), crop skip and concat, two 3x3 convs.
+    #   level 4: up (B, 56, 56, 512)   + skip (B, 64, 64, 512) cropped   -> (B, 56, 56, 1024)   -> (B, 52, 52, 512)
+    #   level 3: up (B, 104, 104, 256) + skip (B, 136, 136, 256) cropped -> (B, 104, 104, 512) -> (B, 100, 100, 256)
+    #   level 2: up (B, 200, 200, 128) + skip (B, 280, 280, 128) cropped -> (B, 200, 200, 256) -> (B, 196, 196, 128)
+    #   level 1: up (B, 392, 392, 64)  + skip (B, 568, 568, 64) cropped  -> (B, 392, 392, 128) -> (B, 388, 388, 64)
     for level in range(depth - 1, 0, -1):
         x = expansive_block(x, skips[level - 1], base_filters * 2 ** (level - 1), f"expand{level}", padding, batch_norm)
 
-    x = layers.Conv2D(n_classes, 1, kernel_initializer="he_normal", name="output_conv")(x)
+    x = layers.Conv2D(n_classes, 1, kernel_initializer="he_normal", name="output_conv")(x)  # (B, 388, 388, 2)
     # float32 softmax even under a mixed-precision policy: probabilities stay exact.
-    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)  # (B, 388, 388, 2)
     return keras.Model(inputs, outputs, name=name)

@@ -13,11 +13,14 @@ network has depth 5 (four poolings, four up-convolutions).
 
 from __future__ import annotations
 
+import numbers
+
 PADDINGS = ("valid", "same")
 
 
-def _check_arguments(depth: int, padding: str) -> None:
-    if not isinstance(depth, int) or depth < 1:
+def check_depth_and_padding(depth: int, padding: str) -> None:
+    """Raise ``ValueError`` naming the argument unless depth is a whole number >= 1 and padding one of PADDINGS."""
+    if not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1 (the paper uses 5), got {depth!r}.")
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
@@ -59,15 +62,9 @@ def output_size(input_size: int, depth: int = 5, padding: str = "valid") -> int:
     return _output_size_or_none(input_size, depth, padding)
 
 
-def is_valid_input(input_size: int, depth: int = 5, padding: str = "valid") -> bool:
-    """True when ``input_size`` passes through the network without a remainder."""
-    _check_arguments(depth, padding)
-    return _output_size_or_none(int(input_size), depth, padding) is not None
-
-
 def valid_input_sizes(start: int = 1, stop: int = 1024, depth: int = 5, padding: str = "valid") -> list[int]:
     """All valid input sizes in the closed range [start, stop]."""
-    _check_arguments(depth, padding)
+    check_depth_and_padding(depth, padding)
     return [n for n in range(max(1, start), stop + 1) if _output_size_or_none(n, depth, padding)]
 
 
@@ -79,7 +76,7 @@ def nearest_valid_input(n: int, depth: int = 5, padding: str = "valid") -> tuple
     >>> nearest_valid_input(512)
     (508, 524)
     """
-    _check_arguments(depth, padding)
+    check_depth_and_padding(depth, padding)
     below = next((m for m in range(int(n), 0, -1) if _output_size_or_none(m, depth, padding)), None)
     above = next(m for m in range(max(int(n), 1), 10 * int(n) + 2**depth * 8) if _output_size_or_none(m, depth, padding))
     return below, above
@@ -87,7 +84,7 @@ def nearest_valid_input(n: int, depth: int = 5, padding: str = "valid") -> tuple
 
 def check_input_size(input_size: int, depth: int = 5, padding: str = "valid") -> None:
     """Raise ``ValueError`` if ``input_size`` does not fit; name the nearest valid sizes."""
-    _check_arguments(depth, padding)
+    check_depth_and_padding(depth, padding)
     if _output_size_or_none(int(input_size), depth, padding) is None:
         below, above = nearest_valid_input(max(int(input_size), 1), depth, padding)
         nearest = f"{below} or {above}" if below is not None else f"{above}"
@@ -109,7 +106,7 @@ def context_border(depth: int = 5, padding: str = "valid") -> int:
     This is the context a tile needs around the region it predicts, and the width
     of the mirrored border in the overlap-tile strategy (92 for the paper's net).
     """
-    _check_arguments(depth, padding)
+    check_depth_and_padding(depth, padding)
     if padding == "same":
         return 0
     smallest = valid_input_sizes(1, 64 * 2**depth, depth, padding)[0]
