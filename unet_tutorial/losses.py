@@ -1,4 +1,4 @@
-"""Losses for U-Net: the paper's pixel-weighted cross-entropy, and soft Dice.
+"""The loss of U-Net: the paper's pixel-weighted cross-entropy.
 
 Ronneberger et al. 2015, Sec. 3, Eq. 1: "The energy function is computed by a
 pixel-wise soft-max over the final feature map combined with the cross entropy
@@ -9,7 +9,7 @@ loss function", each pixel weighted by the weight map ``w(x)`` of Eq. 2
 
 Here the loss is the mean over pixels of ``-w(x) * log p_{l(x)}(x)`` (the paper
 sums; the mean keeps the value independent of the tile size). The model already
-ends in a softmax (``build_unet``), so these losses take probabilities, not
+ends in a softmax (``build_unet``), so these functions take probabilities, not
 logits; ``log(0)`` is avoided by clipping the probabilities to
 ``[epsilon, 1]`` with ``epsilon = keras.config.epsilon()`` (1e-7), so a
 confidently wrong pixel costs at most ``-log(1e-7) ~ 16.1`` times its weight and
@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["pixel_cross_entropy", "weighted_cross_entropy", "WeightedCrossEntropy", "soft_dice_loss", "SoftDiceLoss"]
+__all__ = ["pixel_cross_entropy", "weighted_cross_entropy", "WeightedCrossEntropy"]
 
 
 def _labels_and_probabilities(labels, probabilities):
@@ -104,47 +104,3 @@ class WeightedCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return pixel_cross_entropy(y_true, y_pred)
-
-
-def soft_dice_loss(labels, probabilities, smooth=1.0):
-    """Soft Dice loss, ``1 - mean over classes of the soft Dice coefficient``.
-
-    Not in the U-Net paper (it came later: Milletari et al. 2016, V-Net); here for
-    comparison with the weighted cross-entropy. For each class c, over all pixels
-    of the batch::
-
-        dice_c = (2 * sum(p_c * g_c) + smooth) / (sum(p_c) + sum(g_c) + smooth)
-
-    with ``g_c`` the one-hot labels. ``smooth`` keeps the ratio defined (equal to
-    1) for a class absent from both labels and prediction.
-
-    Args:
-        labels: (B, h, w) integer class indices.
-        probabilities: (B, h, w, K) softmax probabilities.
-        smooth: additive smoothing, > 0.
-
-    Returns:
-        Scalar float32 tensor in [0, 1]; 0 for a perfect, confident prediction.
-    """
-    labels, probabilities = _labels_and_probabilities(labels, probabilities)
-    one_hot = ops.one_hot(labels, probabilities.shape[-1], dtype="float32")
-    pixel_axes = tuple(range(len(probabilities.shape) - 1))  # all but the class axis
-    intersection = ops.sum(one_hot * probabilities, axis=pixel_axes)  # (K,)
-    total = ops.sum(one_hot, axis=pixel_axes) + ops.sum(probabilities, axis=pixel_axes)
-    dice = (2.0 * intersection + smooth) / (total + smooth)
-    return 1.0 - ops.mean(dice)
-
-
-@keras.saving.register_keras_serializable(package="unet_tutorial")
-class SoftDiceLoss(keras.losses.Loss):
-    """:func:`soft_dice_loss` as a Keras loss (one value per batch; no sample weights)."""
-
-    def __init__(self, smooth=1.0, name="soft_dice_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.smooth = smooth
-
-    def call(self, y_true, y_pred):
-        return soft_dice_loss(y_true, y_pred, smooth=self.smooth)
-
-    def get_config(self):
-        return {**super().get_config(), "smooth": self.smooth}
