@@ -18,7 +18,7 @@ _PUBLIC = {
                     "weights"),
     **dict.fromkeys(("elastic_deform", "augment_sample"), "augment"),
     **dict.fromkeys(("mirror_pad", "predict_tiled"), "tiling"),
-    **dict.fromkeys(("weighted_cross_entropy", "WeightedCrossEntropy", "soft_dice_loss", "SoftDiceLoss"), "losses"),
+    **dict.fromkeys(("weighted_cross_entropy", "WeightedCrossEntropy"), "losses"),
 }
 
 __all__ = sorted(_PUBLIC)
