@@ -163,3 +163,17 @@ def test_plain_keras_model_with_same_padding():
     reference = model.predict_on_batch(padded[None, ..., None])[0][margin : margin + 50, margin : margin + 77]
     assert tiled.shape == (50, 77, 3)
     np.testing.assert_allclose(tiled, reference, atol=2e-5)
+
+
+def test_as_float_image_is_the_input_rule():
+    from unet_tutorial.tiling import as_float_image
+
+    image = as_float_image(np.array([[0, 255], [51, 102]], np.uint8))
+    assert image.dtype == np.float32 and image.shape == (2, 2, 1)
+    np.testing.assert_allclose(image[..., 0], [[0.0, 1.0], [0.2, 0.4]])
+    np.testing.assert_array_equal(as_float_image(np.eye(2, dtype=bool))[..., 0], np.eye(2))
+    np.testing.assert_array_equal(as_float_image(np.full((2, 2, 3), 0.5)), np.full((2, 2, 3), 0.5, np.float32))
+    with pytest.raises(ValueError, match=r"images\[3\] must be \(H, W\) or \(H, W, C\)"):
+        as_float_image(np.zeros((2, 2, 2, 2)), "images[3]")
+    with pytest.raises(TypeError, match="must hold numbers"):
+        as_float_image(np.array([["a"]]))

@@ -170,3 +170,12 @@ def test_separate_touching_instances_opens_a_gap():
     # Before: no background between the cells, so no border term there; after: a peak.
     assert weight_map(labels)[5, 9:11].max() < 2.0
     assert weight_map(separated)[5, 9:11].min() > 5.0
+
+
+def test_instances_from_isbi_are_the_metrics_cells():
+    """One rule for an ISBI label image's cells: the weight map and the metrics count the same ones."""
+    from unet_tutorial import metrics
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((30, 30)) < 0.6).astype(np.uint8)
+    np.testing.assert_array_equal(instances_from_isbi(labels), metrics.cell_components(labels.astype(bool)))

@@ -153,21 +153,23 @@ def _tile_sizes(model, tile_size, depth, padding):
     return tile, tuple(shapes.output_size(size, depth=depth, padding=padding) for size in tile)
 
 
-def _as_float_image(image, channels):
-    """(H, W, C) float32 network input; integers are scaled by their dtype's maximum."""
+def as_float_image(image, name: str = "image") -> np.ndarray:
+    """One network input image as (H, W, C) float32: integers scaled by their dtype's maximum, bool as 0/1.
+
+    The one rule for turning a user's image into network input (prediction here,
+    training data in ``pipeline``): uint8 0..255 becomes 0..1, floats are kept.
+    """
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3:
-        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}.")
-    if image.shape[-1] != channels:
-        raise ValueError(f"the model takes {channels} channel(s), the image has shape {image.shape}.")
+        raise ValueError(f"{name} must be (H, W) or (H, W, C), got shape {image.shape}.")
     if image.dtype == bool:
         return image.astype(np.float32)
     if np.issubdtype(image.dtype, np.integer):
         return (image / np.iinfo(image.dtype).max).astype(np.float32)
     if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(f"image must hold numbers, got dtype {image.dtype}.")
+        raise TypeError(f"{name} must hold numbers, got dtype {image.dtype}.")
     return image.astype(np.float32)
 
 
@@ -229,7 +231,9 @@ def predict_tiled(model, image, tile_size=None, batch_size: int = 4, tta: bool =
     for size_in, size_out in ((tile_h, out_h), (tile_w, out_w)):
         if (size_in - size_out) % 2 or size_out > size_in:
             raise ValueError(f"model maps {size_in} to {size_out} pixels; expected a centred output no larger than the input.")
-    image = _as_float_image(image, model.input_shape[-1])
+    image = as_float_image(image)
+    if image.shape[-1] != model.input_shape[-1]:
+        raise ValueError(f"the model takes {model.input_shape[-1]} channel(s), the image has shape {image.shape}.")
     pooling = 2 ** (depth - 1)
 
     transforms = dihedral_transforms() if tta else dihedral_transforms()[:1]
