@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# The one command of chapter 7's GPU run (issue 9), run on the lent GPU machine.
+# The one command of chapter 7's GPU run (issue 9), run on the lent GPU machine: a thin wrapper
+# around the package's command `python -m unet_tutorial reproduce --scale gpu` (unet_tutorial/reproduce.py).
 #
 # Prepare here first (packs data and wheels into .carry/, checks the 64 MiB limit):
 #   UNET_TUTORIAL_DATA=../shared/data bash scripts/prepare_device_run.sh
 # Then call the device tool's run with
 #   carry: [".carry"]    timeout_s: 600    command: bash scripts/device_run.sh
-# It checks the Python version, installs the carried wheels (no network there), checks that
-# Keras runs on JAX with a GPU, then runs scripts/device_run.py: ISBI-2012 training with the
+# There the package is not installed: this script puts the checkout on PYTHONPATH, checks the
+# Python version, installs the carried wheels (no network there), checks that Keras runs on JAX
+# with a GPU, then runs `reproduce` on the packed data in .carry/data: ISBI-2012 training with the
 # paper's network and terms under a wall-time budget, overlap-tile + TTA evaluation of the
 # held-out fold, the four cell-tracking runs (train on one sequence, score the other), the
-# time to quality and `python -m unet_tutorial bench`. The small artifacts land in $OUT
-# (8 files at most come back); copy them into book/artifacts/chapter7/ here and commit them.
-# Extra arguments go to scripts/device_run.py (e.g. --budget-s 420, --isbi-set learning_rate=0.02);
-# `python scripts/device_run.py --help` lists them and `--dry-run` prints the plan.
+# time to quality and the bench. The small artifacts land in $OUT (8 files at most come back;
+# these are 8); copy them into book/artifacts/chapter7/ here and commit them.
+# Extra arguments go to `reproduce` (e.g. --budget-s 420, --isbi-set learning_rate=0.02);
+# `python -m unet_tutorial reproduce --help` lists them and `--dry-run` prints the plan.
 #
-# The CPU stand-in (this machine, no GPU, Keras and JAX already installed) runs the same path:
+# The CPU stand-in (this machine, no GPU, Keras and JAX already installed) runs the same command:
 #   UNET_DEVICE_INSTALL=0 KERAS_BACKEND=jax OUT=/tmp/ch7 bash scripts/device_run.sh --scale cpu
+# or, without this wrapper: python -m unet_tutorial reproduce --scale cpu --out /tmp/ch7
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -62,4 +65,4 @@ EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 export UNET_DEVICE_COMMAND="bash scripts/device_run.sh${*:+ $*}"  # recorded in the provenance
-exec "$PYTHON" scripts/device_run.py --out "$OUT" --data .carry/data "$@"
+exec "$PYTHON" -m unet_tutorial reproduce --scale gpu --out "$OUT" --data .carry/data "$@"

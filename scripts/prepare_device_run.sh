@@ -22,7 +22,7 @@
 #   UNET_TUTORIAL_DATA=../shared/data bash scripts/prepare_device_run.sh
 # then call the device tool's run with carry [".carry"] and the command
 #   bash scripts/device_run.sh
-# (timeout_s 600; the run plans 495 s of work, see scripts/device_run.py).
+# (timeout_s 600; the run plans 495 s of work, see unet_tutorial/reproduce_plan.py).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

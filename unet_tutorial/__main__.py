@@ -21,6 +21,8 @@ SUBCOMMANDS = {
                  "score a model with the paper's metrics (Tables 1 and 2)"),
     "predict": ("unet_tutorial.evaluate", "unet_tutorial.evaluate", "predict probability maps with overlap-tile"),
     "bench": ("unet_tutorial.bench", "unet_tutorial.bench", "measure training, inference and input-pipeline speed"),
+    "reproduce": ("unet_tutorial.reproduce_plan", "unet_tutorial.reproduce",
+                  "chapter 7's run: train, evaluate and bench within a wall-time budget (GPU, or a CPU stand-in)"),
 }
 
 
