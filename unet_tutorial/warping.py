@@ -44,6 +44,8 @@ from .segments import EIGHT, FOUR
 
 # Neighbour offsets in the order of the bits of a neighbourhood code.
 _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
+# The kinds of topological error, as counted in WarpingResult.
+_ERROR_KINDS = ("splits", "merges", "object_additions", "object_deletions", "hole_additions", "hole_deletions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +156,7 @@ def _classify_mismatches(warped: np.ndarray, prediction: np.ndarray) -> dict[str
     change follows from the Euler number (cells minus holes), which depends
     only on the pixels around the cluster.
     """
-    counts = dict(splits=0, merges=0, object_additions=0, object_deletions=0, hole_additions=0, hole_deletions=0)
+    counts = dict.fromkeys(_ERROR_KINDS, 0)
     cell_labels, _ = ndimage.label(warped, structure=FOUR)
     background_labels, _ = ndimage.label(np.pad(~warped, 1, constant_values=True), structure=EIGHT)
     background_labels = background_labels[1:-1, 1:-1]
@@ -202,8 +204,7 @@ def binary_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warpe
     """Warping error of one 2-D slice (both arguments bool, True = cell)."""
     warped = warp_truth(truth, prediction)
     n_mismatches = int(np.count_nonzero(warped != prediction))
-    counts = _classify_mismatches(warped, prediction) if n_mismatches else dict(
-        splits=0, merges=0, object_additions=0, object_deletions=0, hole_additions=0, hole_deletions=0)
+    counts = _classify_mismatches(warped, prediction) if n_mismatches else dict.fromkeys(_ERROR_KINDS, 0)
     return WarpingResult(
         warping_error=n_mismatches / truth.size if truth.size else 0.0,
         n_mismatches=n_mismatches,
@@ -225,8 +226,7 @@ def stack_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warped
 
 def sum_results(results: list[WarpingResult], n_pixels: int) -> WarpingResult:
     """Combine per-slice results: counts add up, the error is over all pixels."""
-    fields = ("n_mismatches", "splits", "merges", "object_additions", "object_deletions",
-              "hole_additions", "hole_deletions")
+    fields = ("n_mismatches", *_ERROR_KINDS)
     totals = {name: int(sum(getattr(r, name) for r in results)) for name in fields}
     warped = None
     if results and all(r.warped is not None for r in results):
