@@ -1,28 +1,33 @@
-"""Chapter 7's artifacts and the device run that makes them (issue 9).
+"""Chapter 7's artifacts and the command that makes them, ``python -m unet_tutorial reproduce`` (issue 9).
 
 * Every artifact the chapter reads exists in ``book/artifacts/chapter7/``, is
   small, holds no data images or model weights, and carries the provenance of
   one run (command, commit, backend, hardware, date); the chapter's stand-in
   notice is there exactly when that provenance says the run was a CPU stand-in.
-* ``scripts/carried_data.py``: the packed ``.npz`` files give back exactly what
-  the package's loaders return, and the device run reads them through the
-  loaders; damaged or missing files fail with clear errors.
-* ``scripts/device_run.py``: its arguments are checked before any step starts,
-  the GPU plan fits the device's 10-minute call, and the artifacts are written
-  (with provenance) even when steps failed.
+* ``reproduce`` (``unet_tutorial/reproduce*.py``; ``scripts/device_run.sh``
+  calls it on the GPU machine): its arguments are checked before any step
+  starts, the GPU plan fits the device's 10-minute call, every step reads the
+  packed data through the loaders (``--data-dir``), and the artifacts are
+  written (with provenance) even when steps failed. The packed data themselves
+  are tested in tests/test_packed.py.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
+import os
 import pathlib
 import re
+import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from unet_tutorial import predictions
+from unet_tutorial import reproduce_artifacts as artifacts
+from unet_tutorial import reproduce_plan as plan
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "book" / "artifacts" / "chapter7"
@@ -30,26 +35,6 @@ CHAPTERS = {language: REPO_ROOT / "book" / language / "07_gpu_training.md" for l
 PROVENANCE_KEYS = ("command", "commit", "backend", "hardware", "date", "stand_in", "run_kind")
 STAND_IN_NOTICE = ":class: warning stand-in"
 DEVICE_CALL_LIMIT_S = 600  # the device tool's limit for one command (library/device/README.md)
-
-
-def _script(name: str):
-    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
-    path = REPO_ROOT / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_scripts_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def device_run():
-    return _script("device_run")
-
-
-@pytest.fixture(scope="module")
-def carried_data():
-    return _script("carried_data")
 
 
 # ----------------------------------------------------------------------------- the committed artifacts
@@ -65,9 +50,8 @@ def artifacts_read_by(chapter: pathlib.Path) -> set[str]:
 
 
 def provenance_of(path: pathlib.Path) -> dict:
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            return json.loads(str(npz["provenance"]))
+    if path.suffix == ".npz":  # the one prediction format: the provenance is in its metadata
+        return predictions.load_predictions(path).metadata["provenance"]
     content = json.loads(path.read_text(encoding="utf-8"))
     return content if path.name == "provenance.json" else content["provenance"]
 
@@ -114,13 +98,15 @@ def test_artifacts_are_small_and_hold_neither_data_nor_weights():
     files = [p for p in ARTIFACTS.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 2 * 2**20
     assert not [p for p in files if p.suffix in (".keras", ".h5", ".weights")]
-    with np.load(ARTIFACTS / "predictions.npz", allow_pickle=False) as npz:
-        for key in npz.files:
-            assert not re.search(r"image|label|mask", key), f"predictions.npz must not re-host data ({key})"
-            assert npz[key].dtype in (np.uint8, np.int32) or key == "provenance", f"{key}: {npz[key].dtype}"
+    for path in sorted(ARTIFACTS.glob("*.npz")):
+        with np.load(path, allow_pickle=False) as npz:
+            for key in npz.files:
+                assert not re.search(r"image|label|mask", key), f"{path.name} must not re-host data ({key})"
+                # uint8 probabilities, integer slice indices, the metadata (a JSON string holding the provenance)
+                assert npz[key].dtype in (np.uint8, np.int32, np.int64) or key == "metadata", f"{key}: {npz[key].dtype}"
 
 
-def test_metrics_hold_the_papers_rows_and_a_consistent_time_to_quality(device_run):
+def test_metrics_hold_the_papers_rows_and_a_consistent_time_to_quality():
     from unet_tutorial import evaluate
 
     metrics = json.loads((ARTIFACTS / "metrics.json").read_text(encoding="utf-8"))
@@ -135,68 +121,10 @@ def test_metrics_hold_the_papers_rows_and_a_consistent_time_to_quality(device_ru
         for row in rows:
             assert row["paper"]["seg"] == pytest.approx(evaluate.PAPER_TABLE2[name].values["seg"])
             assert row["train"] != row["test"], "cell tracking scores must come from the other sequence"
-    assert metrics["time_to_quality"] == device_run.time_to_quality(history["isbi"])
+    assert metrics["time_to_quality"] == artifacts.time_to_quality(history["isbi"])
     held_out = set(history["isbi"]["held_out"])
     assert held_out == set(range(6)), "chapter 7 says slices 0-5 are held out"
-    with np.load(ARTIFACTS / "predictions.npz") as npz:
-        assert set(npz["isbi_slices"].tolist()) <= held_out
-
-
-# ----------------------------------------------------------------------------- packing the data
-
-
-@pytest.mark.integration
-def test_packed_data_round_trip_equals_the_loaders(shared_data, tmp_path, carried_data, monkeypatch):
-    from unet_tutorial import datasets
-
-    written = carried_data.pack(shared_data, tmp_path, names=("isbi2012", "DIC-C2DH-HeLa"))
-    assert sorted(p.name for p in written.values()) == ["DIC-C2DH-HeLa.npz", "isbi2012.npz"]
-    isbi, packed = datasets.load_isbi2012(shared_data), carried_data.load_isbi2012_npz(tmp_path)
-    for field in isbi._fields:
-        np.testing.assert_array_equal(getattr(packed, field), getattr(isbi, field))
-        assert getattr(packed, field).dtype == getattr(isbi, field).dtype
-    for sequence in ("01", "02"):
-        ctc, packed = datasets.load_ctc("DIC-C2DH-HeLa", sequence, shared_data), carried_data.load_ctc_npz(
-            tmp_path, "DIC-C2DH-HeLa", sequence)
-        np.testing.assert_array_equal(packed.images, ctc.images)
-        np.testing.assert_array_equal(packed.masks, ctc.masks)
-        assert packed.masks.dtype == np.int32 and packed.frame_numbers == ctc.frame_numbers
-
-    # The device run reads them through the package's loaders (data_dir is then ignored).
-    monkeypatch.setattr(datasets, "load_isbi2012", datasets.load_isbi2012)  # restored after the test
-    monkeypatch.setattr(datasets, "load_ctc", datasets.load_ctc)
-    carried_data.use_carried_data(tmp_path)
-    np.testing.assert_array_equal(datasets.load_isbi2012("/nowhere").labels, isbi.labels)
-    assert datasets.load_ctc("DIC-C2DH-HeLa", 2).frame_numbers == ctc.frame_numbers
-    with pytest.raises(datasets.DatasetNotFoundError, match="prepare_device_run"):
-        datasets.load_ctc("PhC-C2DH-U373", "01")  # not packed here
-    with pytest.raises(datasets.UnknownDatasetError):
-        datasets.load_ctc("isbi2012", "01")
-
-
-def test_damaged_or_missing_packed_data_fail_clearly(tmp_path, carried_data):
-    from unet_tutorial import datasets
-
-    images = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
-    labels = (images % 2).astype(np.uint8)
-    fingerprints = {"images": datasets.pixel_fingerprint(images), "labels": datasets.pixel_fingerprint(labels),
-                    "test_images": datasets.pixel_fingerprint(images)}
-    meta = {"format": carried_data.FORMAT_VERSION, "dataset": "isbi2012", "fingerprints": fingerprints}
-    carried_data._write_npz_atomic(tmp_path / "isbi2012.npz", {"images": images, "labels": labels,
-                                                              "test_images": images}, meta)
-    assert carried_data.load_isbi2012_npz(tmp_path).labels.tolist() == labels.tolist()
-    changed = images.copy()
-    changed[0, 0, 0] += 1  # one pixel
-    carried_data._write_npz_atomic(tmp_path / "isbi2012.npz", {"images": changed, "labels": labels,
-                                                              "test_images": images}, meta)
-    with pytest.raises(datasets.ChecksumError, match="images"):
-        carried_data.load_isbi2012_npz(tmp_path)
-    assert carried_data.load_isbi2012_npz(tmp_path, verify=False).images[0, 0, 0] == changed[0, 0, 0]
-    (tmp_path / "isbi2012.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(datasets.ImageFormatError, match="not a readable packed dataset"):
-        carried_data.load_isbi2012_npz(tmp_path)
-    with pytest.raises(datasets.DatasetNotFoundError, match="prepare_device_run.sh"):
-        carried_data.use_carried_data(tmp_path / "empty")
+    assert set(predictions.load_predictions(ARTIFACTS / "predictions.npz").slices.tolist()) <= held_out
 
 
 # ----------------------------------------------------------------------------- the device command
@@ -224,38 +152,38 @@ def device_env(monkeypatch):
     (["--step-budget", "isbi-train=long"], "not a number of seconds"),
     (["--step-budget", "bench=0"], "must be > 0 seconds"),
 ])
-def test_the_device_command_rejects_bad_arguments(device_run, device_env, capsys, argv, message):
+def test_the_device_command_rejects_bad_arguments(device_env, capsys, argv, message):
     with pytest.raises(SystemExit) as raised:
-        device_run.parse_args(["--dry-run", *argv])
+        plan.parse_args(["--dry-run", *argv])
     assert raised.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_the_device_command_checks_out_data_gpu_and_backend(device_run, device_env, capsys, tmp_path, monkeypatch):
+def test_the_device_command_checks_out_data_gpu_and_backend(device_env, capsys, tmp_path, monkeypatch):
     def error_of(argv):
         with pytest.raises(SystemExit) as raised:
-            device_run.parse_args(argv)
+            plan.parse_args(argv)
         assert raised.value.code == 2
         return capsys.readouterr().err
 
     assert "--out is required" in error_of(["--scale", "cpu"])
     assert "no isbi2012.npz" in error_of(["--scale", "cpu", "--out", str(tmp_path), "--data", str(tmp_path)])
     (tmp_path / "isbi2012.npz").write_bytes(b"")
-    monkeypatch.setattr(device_run.shutil, "which", lambda name: None)
+    monkeypatch.setattr(plan.shutil, "which", lambda name: None)
     assert "needs an NVIDIA GPU" in error_of(["--out", str(tmp_path), "--data", str(tmp_path)])
-    args = device_run.parse_args(["--scale", "cpu", "--out", str(tmp_path), "--data", str(tmp_path)])
+    args = plan.parse_args(["--scale", "cpu", "--out", str(tmp_path), "--data", str(tmp_path)])
     assert args.scale == "cpu" and len(args.steps) == 11
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     assert "uses the JAX backend" in error_of(["--dry-run"])
 
 
-def test_the_gpu_plan_fits_one_device_call_and_keeps_the_papers_terms(device_run, device_env):
-    from unet_tutorial.train import TrainConfig
+def test_the_gpu_plan_fits_one_device_call_and_keeps_the_papers_terms(device_env):
+    from unet_tutorial.config import TrainConfig
 
-    longer = device_run.parse_args(["--dry-run", "--only", "isbi", "--step-budget", "isbi-train=400"])
-    assert [s.planned_s for s in longer.steps] == [400, device_run.SCALES["gpu"].budgets["isbi-eval"]]
+    longer = plan.parse_args(["--dry-run", "--only", "isbi", "--step-budget", "isbi-train=400"])
+    assert [s.planned_s for s in longer.steps] == [400, plan.SCALES["gpu"].budgets["isbi-eval"]]
     assert longer.budget_s >= 400 + longer.steps[1].planned_s
-    args = device_run.parse_args(["--dry-run", "--isbi-set", "learning_rate=0.02"])
+    args = plan.parse_args(["--dry-run", "--isbi-set", "learning_rate=0.02"])
     names = [step.name for step in args.steps]
     assert names[:2] == ["isbi-train", "isbi-eval"] and names[-1] == "bench" and len(names) == 11
     assert sum(step.planned_s for step in args.steps) <= args.budget_s <= DEVICE_CALL_LIMIT_S - 90
@@ -280,28 +208,82 @@ def predict_sequence(command: list[str]) -> list[str]:
     return command[index: index + 2]
 
 
-def test_time_to_quality_is_the_first_epoch_at_the_goal(device_run):
+def test_time_to_quality_is_the_first_epoch_at_the_goal():
     entry = {"history": {"val_pixel_error": [0.2, 0.09, 0.069, 0.05], "elapsed_seconds": [10, 20, 30, 40]},
              "epoch_wall_s": [25, 35, 45, 55], "config": {"steps_per_epoch": 100}}
-    quality = device_run.time_to_quality(entry, goal=0.07)
+    quality = artifacts.time_to_quality(entry, goal=0.07)
     assert quality["reached"] and quality["epoch"] == 3 and quality["wall_s"] == 45 and quality["steps"] == 300
     assert quality["fit_elapsed_s"] == 30 and quality["best_pixel_error"] == 0.05
     entry["history"]["val_pixel_error"] = [0.2, 0.1]
-    quality = device_run.time_to_quality(entry, goal=0.07)
+    quality = artifacts.time_to_quality(entry, goal=0.07)
     assert not quality["reached"] and quality["best_pixel_error"] == 0.1
 
 
-def test_artifacts_are_written_with_provenance_even_when_steps_failed(device_run, device_env, tmp_path):
-    args = device_run.parse_args(["--scale", "cpu", "--dry-run"])
+def test_artifacts_are_written_with_provenance_even_when_steps_failed(device_env, tmp_path):
+    args = plan.parse_args(["--scale", "cpu", "--dry-run"])
     steps = args.steps
     steps[0].status, steps[0].wall_s, steps[0].budget_s, steps[0].log = "failed (exit 1)", 3.0, 90.0, "Traceback ..."
     for step in steps[1:]:
         step.status = "skipped: isbi-train left no model"
-    provenance = device_run.make_provenance(args, datetime.datetime.now(datetime.timezone.utc))
-    device_run.write_artifacts(tmp_path, provenance, steps, wall_s=3.0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(device_run.ARTIFACTS)
-    for name in device_run.ARTIFACTS:
+    provenance = artifacts.make_provenance(args, datetime.datetime.now(datetime.timezone.utc))
+    artifacts.write_artifacts(tmp_path, provenance, steps, wall_s=3.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(artifacts.ARTIFACTS)
+    for name in artifacts.ARTIFACTS:
         if name != "run.log":
             assert provenance_of(tmp_path / name)["stand_in"] is True
     assert json.loads((tmp_path / "metrics.json").read_text())["table1"] is None
     assert "failed (exit 1)" in (tmp_path / "run.log").read_text()
+
+
+def test_every_step_reads_the_packed_data_through_the_loaders(device_env, tmp_path):
+    args = plan.parse_args(["--dry-run", "--data", str(tmp_path)])
+    assert {step.kind for step in args.steps} == set(plan.SCALES["gpu"].budgets)
+    for step in args.steps:
+        for command in step.commands:
+            if isinstance(command, list):  # train, predict, evaluate: the loaders read the packed folder
+                assert command[command.index("--data-dir") + 1] == str(tmp_path.resolve()), command
+
+
+def test_reproduce_is_a_package_command_whose_plan_and_errors_need_no_keras(device_env, capsys):
+    code = ("import sys; from unet_tutorial.__main__ import main; status = main(['reproduce', '--scale', 'cpu', "
+            "'--dry-run']); print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'keras', 'jax', 'tensorflow'})); sys.exit(status)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout
+    assert "[isbi-train] python -m unet_tutorial train --preset cpu-tiny --dataset isbi2012" in result.stdout
+    from unet_tutorial.__main__ import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["reproduce", "--dry-run", "--ctc-set", "nonsense=1"])
+    assert raised.value.code == 2
+    assert "python -m unet_tutorial reproduce: error: --ctc-set unknown TrainConfig field" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_cpu_stand_in_runs_end_to_end_on_packed_data(shared_data, tmp_path):
+    """``reproduce --scale cpu --only isbi``, one short epoch: child processes, packed data, artifacts."""
+    from unet_tutorial import datasets
+
+    datasets.pack_data(shared_data, tmp_path / "data", names=("isbi2012",))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "unet_tutorial", "reproduce", "--scale", "cpu", "--only", "isbi",
+               "--data", str(tmp_path / "data"), "--out", str(out), "--runs", str(tmp_path / "runs"),
+               "--isbi-set", "epochs=1", "--isbi-set", "steps_per_epoch=5",
+               "--step-budget", "isbi-eval=300"]  # the warping error's sweep takes minutes on 2 busy cores
+    # The unpacked data are out of reach: the steps can only read the packed folder given as --data-dir.
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO_ROOT),
+                   "UNET_TUTORIAL_DATA": str(tmp_path / "nowhere")}
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert [step["status"] for step in provenance["steps"]] == ["ok (all epochs)", "ok"], result.stdout[-3000:]
+    assert provenance["stand_in"] is True and provenance["command"].startswith("python -m unet_tutorial reproduce")
+    assert sorted(p.name for p in out.iterdir()) == sorted(artifacts.ARTIFACTS)
+    ours = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["table1"]["rows"][-1]
+    assert 0 <= ours["pixel_error"] <= 1 and "fold 0 of 5" in ours["measured_on"]
+    saved = predictions.load_predictions(out / "predictions.npz")
+    assert saved.slices.tolist() == [0, 5] and saved.probabilities.shape == (2, 512, 512)
+    assert saved.metadata["provenance"]["commit"] == provenance["commit"]
