@@ -383,22 +383,21 @@ def config_from_overrides(preset: str, items=(), *, reserved=()) -> tuple[TrainC
     change. Raises ValueError naming the item when a field is unknown, reserved
     or its value cannot be read.
     """
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
-    add_config_arguments(parser)
-    argv = []
+    hints = typing.get_type_hints(TrainConfig)
+    overrides = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
-            raise ValueError(f"expected FIELD=VALUE, got {item!r}.")
-        if key not in {field.name for field in dataclasses.fields(TrainConfig)}:
+            raise ValueError(f"takes FIELD=VALUE, got {item!r}.")
+        if key not in hints:
             fields = ", ".join(field.name for field in dataclasses.fields(TrainConfig))
             raise ValueError(f"unknown TrainConfig field {key!r} in {item!r}; fields: {fields}.")
         if key in reserved:
             raise ValueError(f"{key} is set by the run itself and cannot be changed ({item!r}).")
-        argv += [f"--{key.replace('_', '-')}", text]
-    try:
-        overrides = vars(parser.parse_args(argv))
-    except argparse.ArgumentError as error:
-        raise ValueError(f"cannot read {error.argument_name} {error.message}") from None
+        kind = hints[key]
+        try:  # the same reading as train's --field value options
+            overrides[key] = _field_type(kind)(text)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise ValueError(f"cannot read {text!r} as {kind.__name__} for {key} ({error}).") from None
     return TrainConfig.preset(preset, **overrides), overrides

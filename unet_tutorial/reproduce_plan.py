@@ -103,7 +103,7 @@ class Step:
 
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``reproduce`` (the same as the former ``scripts/device_run.py``)."""
+    """The options of ``reproduce``."""
     parser.allow_abbrev = False  # --isbi would otherwise silently mean --isbi-set
     parser.add_argument("--scale", choices=sorted(SCALES), default="gpu",
                         help="gpu: the paper preset on the lent GPU (default); cpu: the cpu-tiny stand-in")
