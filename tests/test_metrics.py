@@ -391,3 +391,66 @@ def test_seg_score_of_a_stack_averages_over_all_objects():
     predicted, truth = _table2_example()
     stack_value = metrics.seg_score(np.stack([predicted, truth]), np.stack([truth, truth]))
     assert stack_value == pytest.approx((0.6 + 10 / 16 + 4 / 16 + 0 + 4) / 8)
+
+
+# ----------------------------------------------------------------------------- the challenge's warping error
+def _cells_beside_a_membrane_column():
+    """Two cells side by side, split by a one-pixel membrane column (0 = membrane, 1 = cell)."""
+    truth = np.ones((9, 13), np.uint8)
+    truth[:, 6] = 0
+    return truth
+
+
+def _one_cell_with_a_hole():
+    truth = np.zeros((13, 13), np.uint8)
+    truth[2:10, 2:10] = 1
+    truth[5, 5] = 0
+    return truth
+
+
+def test_challenge_warping_error_ignores_added_and_deleted_objects_and_holes():
+    """Fiji's minimum-splits-and-mergers warping error: these cost nothing; counting every mismatch they do."""
+    one_cell = np.zeros((12, 12), np.uint8)
+    one_cell[2:6, 2:6] = 1
+    spurious = one_cell.copy()
+    spurious[9, 9] = 1  # an isolated extra object
+    deleted = one_cell.copy()
+    deleted[2:6, 2:6] = 0  # the object is gone
+    filled = _one_cell_with_a_hole()
+    filled[5, 5] = 1  # the hole is filled
+    cases = [(spurious, one_cell), (deleted, one_cell), (filled, _one_cell_with_a_hole())]
+    for predicted, truth in cases:
+        challenge = metrics.warping_error(predicted, truth)
+        everything = metrics.warping_error(predicted, truth, count="all")
+        assert challenge.warping_error == 0.0 and challenge.split_merge_pixels == 0
+        assert everything.warping_error == pytest.approx(1 / truth.size)  # one pixel cannot be warped away
+        assert challenge.n_mismatches == everything.n_mismatches == 1
+
+
+def test_challenge_warping_error_counts_exactly_the_pixels_of_a_merge_and_a_split():
+    truth = _cells_beside_a_membrane_column()
+    merged = truth.copy()
+    merged[4:6, 6] = 1  # a two-pixel gap in the membrane joins the two cells
+    result = metrics.warping_error(merged, truth)
+    assert result.split_merge_pixels == 2 and result.warping_error == pytest.approx(2 / truth.size)
+    assert result.merges == 1
+    split = truth.copy()
+    split[4, 0:6] = 0  # a membrane line across the left cell
+    result = metrics.warping_error(split, truth)
+    # the warp moves five of the six pixels into the truth; the last one, which would cut the cell, stays
+    assert result.split_merge_pixels == 1 and result.warping_error == pytest.approx(1 / truth.size)
+    assert result.splits == 1
+    assert metrics.warping_error(split, truth, count="all").warping_error == pytest.approx(1 / truth.size)
+    with pytest.raises(ValueError, match="splits_and_mergers"):
+        metrics.warping_error(split, truth, count="some")
+
+
+def test_the_challenge_warping_sweep_never_tries_the_threshold_with_no_cell():
+    """At t = 0 no pixel is cell; each true cell then shrinks to a point and the old count was small."""
+    truth = _cells_beside_a_membrane_column()
+    membrane = np.where(truth == 1, 0.95, 0.05)  # a confidently wrong prediction: membrane where cells are
+    scores = metrics.isbi_scores(membrane, truth)
+    assert scores.warping_error_threshold != 0.0
+    assert metrics.WARPING_THRESHOLDS == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    everything = metrics.isbi_scores(membrane, truth, warping_count="all")
+    assert everything.warping_error >= scores.warping_error

@@ -48,7 +48,7 @@ __all__ = [
     "RandScores", "adapted_rand_error", "rand_error", "v_rand", "variation_of_information", "v_info",
     # Table 1 at one threshold, and the threshold sweep
     "pixel_error", "warping_error", "WarpingResult", "ISBIScores", "CHALLENGE_THRESHOLDS", "check_thresholds",
-    "cells_at_threshold", "best_pixel_error", "isbi_scores",
+    "cells_at_threshold", "best_pixel_error", "isbi_scores", "WARPING_THRESHOLDS",
     # Table 2
     "iou", "seg_score",
 ]
@@ -90,22 +90,30 @@ def pixel_error(predicted_labels, labels, *, definition: str = "fscore") -> floa
     return _pixel_error_from_counts(*_pixel_counts(predicted, truth), definition)
 
 
-def warping_error(predicted_labels, labels, *, return_warped: bool = False, progress: bool = False) -> WarpingResult:
+def warping_error(predicted_labels, labels, *, count: str = "splits_and_mergers", return_warped: bool = False,
+                  progress: bool = False) -> WarpingResult:
     """Warping error of Table 1 at one threshold (Jain et al. 2010; see ``warping.py``).
 
     Args:
         predicted_labels, labels: (H, W) or (N, H, W) ISBI class maps.
+        count: ``"splits_and_mergers"`` (default): the ISBI-2012 challenge's
+            "minimum splits and mergers" warping error, which counts only the
+            pixels of splits and mergers (Fiji ``WarpingError``; see
+            ``warping.split_merge_pixels``); a spurious or missing object, a
+            filled or added hole cost nothing. ``"all"``: every pixel that still
+            differs after warping (Jain et al.'s definition).
         return_warped: keep the warped truth (bool, same shape) in the result.
         progress: show a tqdm bar over the slices.
 
     Returns:
-        :class:`~unet_tutorial.warping.WarpingResult`: the fraction of pixels that
-        still differ after the truth has been warped toward the prediction by
-        topology-preserving flips, and the counts of splits, merges and objects
-        or holes added/removed. Never above the pixel mismatch fraction.
+        :class:`~unet_tutorial.warping.WarpingResult`: the error as a fraction of
+        all pixels, after the truth has been warped toward the prediction by
+        topology-preserving flips; the numbers of remaining mismatches and of
+        split/merger pixels; the counts of splits, merges and objects or holes
+        added/removed. Never above the pixel mismatch fraction.
     """
     predicted, truth = check_pair(predicted_labels, labels)
-    result = stack_warping_error(truth, predicted, return_warped=return_warped, progress=progress)
+    result = stack_warping_error(truth, predicted, return_warped=return_warped, progress=progress, count=count)
     if return_warped and np.ndim(labels) == 2:
         result = dataclasses.replace(result, warped=result.warped[0])
     return result
@@ -140,6 +148,12 @@ class ISBIScores:
 CHALLENGE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
+# The challenge's warping-error sweep: Fiji's getMinimumSplitsAndMergersErrorValue(0.0, 0.9, 0.1, ...)
+# thresholds the cell probability with "> th" for th = 0.0, ..., 0.9, i.e. cell where P(membrane) < 1 - th:
+# t = 1.0, 0.9, ..., 0.1. The t = 0.0 of the other sweeps (no cell anywhere) is not among them.
+WARPING_THRESHOLDS = CHALLENGE_THRESHOLDS[1:]
+
+
 def check_thresholds(thresholds=None) -> tuple[float, ...]:
     """The membrane-probability thresholds of a sweep: the challenge's 11 when ``None``, else checked in [0, 1]."""
     thresholds = CHALLENGE_THRESHOLDS if thresholds is None else tuple(float(t) for t in thresholds)
@@ -170,7 +184,7 @@ def best_pixel_error(membrane, labels, thresholds=None) -> tuple[float, float]:
 
 
 def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True, connectivity: int = 4,
-                progress: bool = False) -> ISBIScores:
+                warping_count: str = "splits_and_mergers", progress: bool = False) -> ISBIScores:
     """Score membrane probabilities like the ISBI-2012 challenge (paper Table 1).
 
     Args:
@@ -178,8 +192,11 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
             (channel 0 of the U-Net's softmax).
         labels: ISBI class labels of the same shape (0 = membrane, 1 = cell).
         thresholds: membrane-probability thresholds; a pixel is cell where
-            P(membrane) < t. Default 0.0, 0.1, ..., 1.0 (the challenge's 11).
+            P(membrane) < t. Default 0.0, 0.1, ..., 1.0 (the challenge's 11),
+            and for the warping error 0.1, ..., 1.0 (:data:`WARPING_THRESHOLDS`,
+            the challenge's warping sweep). Given thresholds serve every score.
         warping: compute the warping error (the slowest metric).
+        warping_count: what the warping error counts (:func:`warping_error`'s ``count``).
         connectivity: connectivity of the cells, 4 (challenge) or 8.
         progress: show a tqdm bar over thresholds.
 
@@ -191,6 +208,7 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
     truth = check_isbi_labels(labels)
     check_same_shape(probabilities, truth, ("probabilities", "labels"))
     probabilities, truth = as_stack(probabilities, "probabilities"), as_stack(truth, "labels")
+    warping_thresholds = WARPING_THRESHOLDS if thresholds is None else check_thresholds(thresholds)
     thresholds = check_thresholds(thresholds)
     true_cells = cell_components(truth, connectivity)
     curves = {name: [] for name in ("pixel", "mismatch", "rand", "warping", "v_info")}
@@ -206,13 +224,14 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
         predicted_cells = cell_components(predicted, connectivity)
         curves["rand"].append(adapted_rand_error(true_cells, predicted_cells).error)
         curves["v_info"].append(v_info_of_cells(true_cells, predicted_cells))
-        if warping:
-            curves["warping"].append(stack_warping_error(truth, predicted).warping_error)
+        if warping and threshold in warping_thresholds:
+            curves["warping"].append(stack_warping_error(truth, predicted, count=warping_count).warping_error)
     pixel, pixel_t = _best(curves["pixel"], thresholds, True)
     mismatch, mismatch_t = _best(curves["mismatch"], thresholds, True)
     rand, rand_t = _best(curves["rand"], thresholds, True)
     info, info_t = _best(curves["v_info"], thresholds, False)
-    warp, warp_t = _best(curves["warping"], thresholds, True) if warping else (None, None)
+    warp, warp_t = _best(curves["warping"], [t for t in thresholds if t in warping_thresholds], True) \
+        if warping and curves["warping"] else (None, None)
     return ISBIScores(pixel_error=pixel, pixel_error_threshold=pixel_t, pixel_mismatch=mismatch,
                       pixel_mismatch_threshold=mismatch_t, rand_error=rand, rand_error_threshold=rand_t,
                       warping_error=warp, warping_error_threshold=warp_t, v_rand=1.0 - rand, v_rand_threshold=rand_t,

@@ -46,20 +46,25 @@ from .segments import EIGHT, FOUR
 _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 # The kinds of topological error, as counted in WarpingResult.
 _ERROR_KINDS = ("splits", "merges", "object_additions", "object_deletions", "hole_additions", "hole_deletions")
+# What a warping error counts: "splits_and_mergers" (the ISBI-2012 challenge's "minimum splits and
+# mergers warping error") or "all" (every remaining mismatch, Jain et al.'s original definition).
+COUNTS = ("splits_and_mergers", "all")
 
 
 @dataclasses.dataclass(frozen=True)
 class WarpingResult:
     """Result of :func:`warping_error` (counts summed over the slices of a stack)."""
 
-    warping_error: float  # fraction of pixels where warped truth and prediction differ
-    n_mismatches: int  # number of those pixels
+    warping_error: float  # the error under ``count`` (below), a fraction of all pixels
+    n_mismatches: int  # pixels where warped truth and prediction still differ
+    split_merge_pixels: int  # those of them that Fiji classifies as part of a split or a merger
     splits: int  # one truth object cut into more pieces by the prediction
     merges: int  # truth objects joined by the prediction (counted per extra join)
     object_additions: int  # prediction objects with no counterpart in the truth
     object_deletions: int  # truth objects missing in the prediction
     hole_additions: int  # enclosed background created by the prediction
     hole_deletions: int  # enclosed background of the truth filled or opened
+    count: str = "splits_and_mergers"  # which mismatches the error counts (see COUNTS)
     warped: np.ndarray | None = dataclasses.field(default=None, repr=False)  # warped truth (bool)
 
     @property
@@ -200,36 +205,101 @@ def _classify_mismatches(warped: np.ndarray, prediction: np.ndarray) -> dict[str
     return counts
 
 
-def binary_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warped: bool = False) -> WarpingResult:
-    """Warping error of one 2-D slice (both arguments bool, True = cell)."""
+def split_merge_pixels(warped: np.ndarray, prediction: np.ndarray) -> int:
+    """How many mismatching pixels belong to a split or a merger, classified as Fiji's challenge code does.
+
+    Fiji's ``trainableSegmentation.metrics.WarpingError``: ``classifyMismatches2d``
+    labels every pixel where the warped truth and the prediction differ by the
+    4-connected cell components of the warped truth in its 8 neighbours (pixels
+    outside the image are not neighbours): one label only, or background and
+    one cell with the pixel itself background, make object/hole additions and
+    deletions; two or more cells around a background pixel are a MERGE, around
+    a cell pixel a SPLIT; background and one cell around a cell pixel is a SPLIT
+    only if removing the pixel cuts that cell (its neighbours then lie in two
+    or more components), else a hole deletion. ``getMinimumSplitsAndMergersErrorValue``
+    sets ``flags = MERGE + SPLIT`` and ``clusterMismatchesByType`` counts pixels,
+    so the challenge's error is (split pixels + merger pixels) / all pixels.
+    """
+    rows, cols = np.nonzero(warped != prediction)
+    if rows.size == 0:
+        return 0
+    cells, _ = ndimage.label(warped, structure=FOUR)
+    padded = np.pad(cells, 1, constant_values=-1)  # -1: outside the image, not a neighbour
+    neighbours = np.stack([padded[rows + 1 + dr, cols + 1 + dc] for dr, dc in _OFFSETS], axis=1)  # (M, 8)
+    ordered = np.sort(neighbours, axis=1)
+    distinct = (ordered >= 0) & np.concatenate([np.ones((len(rows), 1), bool), ordered[:, 1:] != ordered[:, :-1]], 1)
+    n_labels = distinct.sum(axis=1)  # how many different labels (background 0 included) are around
+    is_cell = warped[rows, cols]
+    merges = (n_labels >= 3) & ~is_cell
+    splits = (n_labels >= 3) & is_cell
+    maybe_split = np.nonzero((n_labels == 2) & is_cell)[0]
+    cut = sum(_removal_cuts(cells, int(rows[i]), int(cols[i])) for i in maybe_split)
+    return int(merges.sum() + splits.sum() + cut)
+
+
+def _removal_cuts(cells: np.ndarray, row: int, col: int) -> bool:
+    """Does removing cell pixel (row, col) leave its cell neighbours in two or more 4-components?"""
+    label = cells[row, col]
+    r0, r1 = max(row - 1, 0), min(row + 2, cells.shape[0])
+    c0, c1 = max(col - 1, 0), min(col + 2, cells.shape[1])
+    ring = cells[r0:r1, c0:c1] == label
+    ring[row - r0, col - c0] = False
+    if ndimage.label(ring, structure=FOUR)[1] <= 1:
+        return False  # connected around the pixel itself: nothing is cut
+    # Not connected locally: relabel the whole cell without the pixel (it holds every path between them).
+    box = ndimage.find_objects((cells == label).astype(np.int8))[0]
+    whole = cells[box] == label
+    whole[row - box[0].start, col - box[1].start] = False
+    pieces, _ = ndimage.label(whole, structure=FOUR)
+    around = pieces[max(row - 1 - box[0].start, 0):row + 2 - box[0].start,
+                    max(col - 1 - box[1].start, 0):col + 2 - box[1].start]
+    return len(set(np.unique(around).tolist()) - {0}) >= 2
+
+
+def check_count(count: str) -> str:
+    if count not in COUNTS:
+        raise ValueError(f"count must be one of {COUNTS}, got {count!r}: 'splits_and_mergers' is the ISBI "
+                         "challenge's warping error, 'all' counts every remaining mismatch.")
+    return count
+
+
+def binary_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warped: bool = False,
+                         count: str = "splits_and_mergers") -> WarpingResult:
+    """Warping error of one 2-D slice (both arguments bool, True = cell); ``count`` as in :data:`COUNTS`."""
+    check_count(count)
     warped = warp_truth(truth, prediction)
     n_mismatches = int(np.count_nonzero(warped != prediction))
     counts = _classify_mismatches(warped, prediction) if n_mismatches else dict.fromkeys(_ERROR_KINDS, 0)
+    split_merge = split_merge_pixels(warped, prediction) if n_mismatches else 0
+    counted = split_merge if count == "splits_and_mergers" else n_mismatches
     return WarpingResult(
-        warping_error=n_mismatches / truth.size if truth.size else 0.0,
+        warping_error=counted / truth.size if truth.size else 0.0,
         n_mismatches=n_mismatches,
+        split_merge_pixels=split_merge,
+        count=count,
         warped=warped if return_warped else None,
         **counts,
     )
 
 
 def stack_warping_error(truth: np.ndarray, prediction: np.ndarray, return_warped: bool = False,
-                        progress: bool = False) -> WarpingResult:
+                        progress: bool = False, count: str = "splits_and_mergers") -> WarpingResult:
     """Warping error of a (N, H, W) stack (bool, True = cell): each slice warped on its own, counts added."""
     slices = range(truth.shape[0])
     if progress:
         from tqdm.auto import tqdm
         slices = tqdm(slices, desc="warping error", unit="slice")
-    results = [binary_warping_error(truth[i], prediction[i], return_warped=return_warped) for i in slices]
-    return sum_results(results, truth.size)
+    results = [binary_warping_error(truth[i], prediction[i], return_warped=return_warped, count=count)
+               for i in slices]
+    return sum_results(results, truth.size, count)
 
 
-def sum_results(results: list[WarpingResult], n_pixels: int) -> WarpingResult:
+def sum_results(results: list[WarpingResult], n_pixels: int, count: str = "splits_and_mergers") -> WarpingResult:
     """Combine per-slice results: counts add up, the error is over all pixels."""
-    fields = ("n_mismatches", *_ERROR_KINDS)
+    fields = ("n_mismatches", "split_merge_pixels", *_ERROR_KINDS)
     totals = {name: int(sum(getattr(r, name) for r in results)) for name in fields}
     warped = None
     if results and all(r.warped is not None for r in results):
         warped = np.stack([r.warped for r in results])
-    return WarpingResult(warping_error=totals["n_mismatches"] / n_pixels if n_pixels else 0.0,
-                         warped=warped, **totals)
+    counted = totals["split_merge_pixels"] if check_count(count) == "splits_and_mergers" else totals["n_mismatches"]
+    return WarpingResult(warping_error=counted / n_pixels if n_pixels else 0.0, count=count, warped=warped, **totals)
