@@ -24,7 +24,7 @@ from unet_tutorial.config import AugmentConfig, TileConfig, TrainConfig, WeightM
         ("w0", -1.0, r"WeightMapConfig.w0 must lie in \[0.0, inf\], got -1.0"),
         ("sigma", 0.0, r"WeightMapConfig.sigma must lie in \(0.0, inf\]"),
         ("elastic_sigma", -2.0, r"AugmentConfig.elastic_sigma must lie in \[0.0, inf\]"),
-        ("sequence", "03", r"TrainConfig.sequence must be one of \('01', '02'\), got '03'"),
+        ("sequence", "03", r"TrainConfig.sequence must be one of \('01', '02', 'both'\), got '03'"),
         ("dataset", "mnist", r"TrainConfig.dataset must be one of .*isbi2012.*circles"),
         ("depth", 0, r"TileConfig.depth must lie in \[1, inf\], got 0"),
         ("tile_size", 570, r"tile_size=570 is not a valid input size.*572"),

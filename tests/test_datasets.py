@@ -38,8 +38,8 @@ def _copy_isbi(shared_data: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Pat
 
 
 def _link_ctc(shared_data: pathlib.Path, tmp_path: pathlib.Path, name: str, sequence: str) -> pathlib.Path:
-    """A copy of one CTC sequence (frames and GT/SEG) made of symlinks; returns the data root."""
-    for sub in (sequence, f"{sequence}_GT/SEG"):
+    """A copy of one CTC sequence (frames, GT/SEG and GT/TRA) made of symlinks; returns the data root."""
+    for sub in (sequence, f"{sequence}_GT/SEG", f"{sequence}_GT/TRA"):
         (tmp_path / name / sub).mkdir(parents=True)
         for path in (shared_data / name / sub).iterdir():
             (tmp_path / name / sub / path.name).symlink_to(path)
@@ -388,3 +388,11 @@ def test_importing_datasets_and_fetch_help_do_not_import_keras():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+def test_ctc_missing_tracking_marker_names_the_file(shared_data, tmp_path):
+    root = _link_ctc(shared_data, tmp_path, "DIC-C2DH-HeLa", "01")
+    (root / "DIC-C2DH-HeLa" / "01_GT" / "TRA" / "man_track021.tif").unlink()
+    with pytest.raises(datasets.DatasetNotFoundError, match="man_seg021.tif has no 01_GT/TRA/man_track021.tif"):
+        datasets.load_ctc("DIC-C2DH-HeLa", "01", data_dir=root)

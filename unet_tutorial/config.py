@@ -169,7 +169,7 @@ class TrainConfig:
 
     # -- data
     dataset: str = "isbi2012"  # "isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa", or "circles" (synthetic, for tests)
-    sequence: str = "01"  # CTC only: the sequence trained on ("01" or "02")
+    sequence: str = "01"  # CTC only: the sequence trained on ("01", "02", or "both" for a final model)
     validation_folds: int = 5  # k of the k-fold split into contiguous blocks; 1 = train on all, no held-out score
     validation_fold: int = 0  # which block is held out (0..k-1); it is never trained on
     # -- network (model.build_unet)
@@ -241,7 +241,7 @@ def _check_run(config: TrainConfig) -> None:
     """The fields that are not part of a TileConfig, AugmentConfig or WeightMapConfig."""
     owner = "TrainConfig"
     _check_choice(owner, "dataset", config.dataset, dataset_choices())
-    _check_choice(owner, "sequence", config.sequence, SEQUENCES)
+    _check_choice(owner, "sequence", config.sequence, (*SEQUENCES, "both"))
     _check_choice(owner, "optimizer", config.optimizer, OPTIMIZERS)
     _check_choice(owner, "mixed_precision", config.mixed_precision, MIXED_PRECISION)
     _check_choice(owner, "jit_compile", config.jit_compile, JIT_COMPILE)

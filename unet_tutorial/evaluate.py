@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from . import metrics
+from .annotations import ignore_regions
 from .config import TileConfig
 from .files import write_text_atomic
 from .manifest import dataset_names
@@ -151,9 +152,9 @@ def _load_truth(dataset: str, sequence: str, data_dir):
 
     if dataset == "isbi2012":
         data = datasets.load_isbi2012(data_dir)
-        return data.images, data.labels
+        return data.images, data.labels, None
     data = datasets.load_ctc(dataset, sequence, data_dir)
-    return data.images, data.masks
+    return data.images, data.masks, ignore_regions(data.masks, data.markers)
 
 
 def _predict(args, images, config: dict | None) -> np.ndarray:
@@ -201,7 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if sequence is None:
         trained_sequence = str(config.get("sequence")) if same_data else None
         sequence = other_sequence(trained_sequence) if trained_sequence in ("01", "02") else "02"
-    images, truth = _load_truth(args.dataset, sequence, args.data_dir)
+    images, truth, ignore = _load_truth(args.dataset, sequence, args.data_dir)
     indices, description = select_images(len(images), args.slices, fold, folds)
     probabilities = _probabilities_for(args, images, indices, config)
     truth = truth[indices]
@@ -236,13 +237,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         cell = probabilities[..., 1] if probabilities.ndim == 4 else 1.0 - probabilities
         instances = metrics.cell_components(cell > 0.5)
         seg = metrics.seg_score(instances, truth)
-        iou_cell = float(metrics.iou(instances > 0, truth > 0, n_classes=2)[1])
+        iou_cell = float(metrics.iou(instances > 0, truth > 0, n_classes=2, ignore=ignore[indices])[1])
         trained = f", model trained on {config.get('dataset')} {config.get('sequence')}" if config else ""
         measured_on = f"{args.dataset} sequence {sequence}, {description} (annotated frames){trained}{how}{caveat}"
         rows, columns = table2_rows(args.dataset, seg, iou_cell, measured_on), TABLE2_COLUMNS
         title = f"Table 2 (Ronneberger et al. 2015): cell segmentation IOU on {args.dataset}, higher is better"
         note = ("IOU (SEG) is the cell tracking challenge's SEG (per-object Jaccard, match = more than half of the "
-                "true cell); cells are the 4-connected components of P(cell) > 0.5. The paper's row is the challenge's "
+                "true cell); cells are the 4-connected components of P(cell) > 0.5. The pixel IoU leaves out marked cells "
+                "that have no outline in the ground truth (annotations.ignore_regions). The paper's row is the challenge's "
                 "hidden test sequences.")
     print(title)
     print(format_table(rows, columns), end="")
@@ -279,7 +281,7 @@ def run_predict(args: argparse.Namespace) -> int:
             data = load_isbi2012(args.data_dir)
             images, source = (data.test_images if args.split == "test" else data.images), f"isbi2012 {args.split}"
         else:
-            images, _ = _load_truth(args.dataset, args.sequence, args.data_dir)
+            images = _load_truth(args.dataset, args.sequence, args.data_dir)[0]
             source = f"{args.dataset} {args.sequence}"
         indices, _ = select_images(len(images), args.slices, args.fold, args.folds)
         probabilities = _predict(args, images[indices], saved_config(args.model))

@@ -100,6 +100,7 @@ class CTCData(NamedTuple):
     images: np.ndarray  # (N, H, W) uint8: the frames that have a GT/SEG mask
     masks: np.ndarray  # (N, H, W) int32 instance labels, 0 = background, 1..n = cells
     frame_numbers: tuple[int, ...]  # N frame numbers: images[i] is frame tNNN, NNN = frame_numbers[i]
+    markers: np.ndarray  # (N, H, W) int32 GT/TRA markers of the same frames, one label per cell (annotations.py)
 
 
 _MASK_NAME = re.compile(r"^man_seg(\d+)\.tif$")
@@ -135,10 +136,12 @@ def load_ctc(name: str, sequence: str = "01", data_dir=None, verify: bool = True
             the sequence has all its GT/SEG masks (of a packed file: the pixel
             fingerprints recorded when it was packed).
     Returns:
-        ``CTCData(images, masks, frame_numbers)``: frames (N, H, W) uint8 and
-        masks (N, H, W) int32, paired by frame number (``man_segNNN.tif`` <->
-        ``tNNN.tif``), sorted by frame number. Only frames with a mask are
-        returned (the paper trains on these; some cells in a mask may be unlabelled).
+        ``CTCData(images, masks, frame_numbers, markers)``: frames (N, H, W)
+        uint8, masks (N, H, W) int32 and the tracking markers (N, H, W) int32,
+        paired by frame number (``man_segNNN.tif`` <-> ``tNNN.tif`` <->
+        ``man_trackNNN.tif``), sorted by frame number. Only frames with a mask
+        are returned (the paper trains on these). Some marked cells have no
+        mask: ``annotations.ignore_regions(masks, markers)`` finds them.
     """
     _check_ctc_name(name)
     info = dataset_info(name)
@@ -168,29 +171,32 @@ def load_ctc(name: str, sequence: str = "01", data_dir=None, verify: bool = True
                 f"unexpected {extra[:5]}). Fetch the dataset again with `python -m unet_tutorial "
                 f"fetch {name}`, or pass verify=False to load another release as it is."
             )
-    images, masks = [], []
+    images, masks, markers = [], [], []
     for number in sorted(mask_paths):
         mask_path, digits = mask_paths[number]
         frame_path = frames_dir / f"t{digits}.tif"
-        if not frame_path.is_file():
-            raise DatasetNotFoundError(
-                missing_message(name, folder, f"{mask_path.name} has no frame {frame_path.name}")
-            )
-        frame, mask = read_tiff(frame_path), read_tiff(mask_path)
+        marker_path = folder / f"{sequence}_GT" / "TRA" / f"man_track{digits}.tif"
+        for path, what in ((frame_path, f"frame {frame_path.name}"),
+                           (marker_path, marker_path.relative_to(folder).as_posix())):
+            if not path.is_file():
+                raise DatasetNotFoundError(missing_message(name, folder, f"{mask_path.name} has no {what}"))
+        frame, mask, marker = read_tiff(frame_path), read_tiff(mask_path), read_tiff(marker_path)
         check_image(frame, frame_path, 2, ("uint8",), "a grey-value frame")
-        check_image(mask, mask_path, 2, ("uint8", "uint16", "int32", "uint32"), "an instance mask")
-        if mask.shape != frame.shape:
-            raise ImageFormatError(
-                f"{mask_path} has shape {mask.shape} but its frame {frame_path.name} has {frame.shape}."
-            )
+        for path, array in ((mask_path, mask), (marker_path, marker)):
+            check_image(array, path, 2, ("uint8", "uint16", "int32", "uint32"), "an instance mask")
+            if array.shape != frame.shape:
+                raise ImageFormatError(
+                    f"{path} has shape {array.shape} but its frame {frame_path.name} has {frame.shape}."
+                )
         if verify:
-            for path in (frame_path, mask_path):
+            for path in (frame_path, mask_path, marker_path):
                 relative = path.relative_to(folder).as_posix()
                 found_hash = file_sha256(path)
                 if found_hash != info.files.get(relative):
                     raise ChecksumError(path, info.files.get(relative, "(not in the manifest)"), found_hash)
         images.append(frame)
         masks.append(mask.astype(np.int32))
+        markers.append(marker.astype(np.int32))
     if not images:
         raise DatasetNotFoundError(missing_message(name, folder, f"no man_segNNN.tif in {masks_dir}"))
-    return CTCData(np.stack(images), np.stack(masks), tuple(sorted(mask_paths)))
+    return CTCData(np.stack(images), np.stack(masks), tuple(sorted(mask_paths)), np.stack(markers))

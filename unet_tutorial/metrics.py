@@ -239,13 +239,15 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
 
 
 # ----------------------------------------------------------------------------- Table 2
-def iou(predicted_classes, true_classes, n_classes: int | None = None) -> np.ndarray:
+def iou(predicted_classes, true_classes, n_classes: int | None = None, *, ignore=None) -> np.ndarray:
     """Jaccard index (intersection over union) of each class, over all pixels.
 
     Args:
         predicted_classes, true_classes: integer class maps of the same shape
             (e.g. 0 = background, 1 = cell; for CTC instance masks pass ``mask > 0``).
         n_classes: number of classes (default: 1 + the largest class present).
+        ignore: optional bool map of the same shape, True where the true class is
+            unknown (e.g. ``annotations.ignore_regions``): those pixels are left out.
 
     Returns:
         (n_classes,) float64. A class absent from both maps scores 1.0 (nothing
@@ -262,6 +264,11 @@ def iou(predicted_classes, true_classes, n_classes: int | None = None) -> np.nda
         if array.size and array.min() < 0:
             raise ValueError(f"{name} must hold class indices >= 0, found {array.min()}.")
     predicted, truth = predicted.astype(np.int64).ravel(), truth.astype(np.int64).ravel()
+    if ignore is not None:
+        ignore = np.asarray(ignore, dtype=bool)
+        check_same_shape(ignore.reshape(np.shape(true_classes)), np.asarray(true_classes), ("ignore", "true_classes"))
+        known = ~ignore.ravel()
+        predicted, truth = predicted[known], truth[known]
     largest = int(max(predicted.max(initial=0), truth.max(initial=0)))
     if n_classes is None:
         n_classes = largest + 1

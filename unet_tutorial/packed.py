@@ -8,8 +8,9 @@ files) gets the data as the loaders return them, packed by ``pack_data``:
   ``load_isbi2012`` returns them) and ``test_images``, each (30, 512, 512) uint8;
 * ``PhC-C2DH-U373.npz`` and ``DIC-C2DH-HeLa.npz``: for each sequence ``SS``
   (``01``, ``02``) only the annotated frames: ``images_SS`` (N, H, W) uint8,
-  ``masks_SS`` (N, H, W) instance labels (stored as uint16, returned as int32)
-  and ``frames_SS`` (N,) frame numbers;
+  ``masks_SS`` (N, H, W) instance labels and ``markers_SS`` (N, H, W) tracking
+  markers (both stored as uint16, returned as int32) and ``frames_SS`` (N,)
+  frame numbers;
 * in every file ``meta``: a JSON string with the format version, the pixel
   fingerprint (``pixel_fingerprint``) of every array as the loader returned
   it, and where it came from.
@@ -57,7 +58,7 @@ def _write(path: pathlib.Path, name: str, arrays: dict, source: str) -> pathlib.
     fingerprints = {key: pixel_fingerprint(value) for key, value in arrays.items()}
     if name in ctc_dataset_names():  # masks are fingerprinted as loaded (int32), stored as uint16
         for key, value in list(arrays.items()):
-            if key.startswith("masks_"):
+            if key.startswith(("masks_", "markers_")):
                 if value.min() < 0 or value.max() > np.iinfo(np.uint16).max:
                     raise ValueError(f"{name} {key}: instance labels outside 0..65535 cannot be stored as uint16.")
                 arrays[key] = value.astype(np.uint16)
@@ -94,6 +95,7 @@ def pack_data(data_dir=None, out_dir=".carry/data", names=None) -> dict[str, pat
                 data = load_ctc(name, sequence, data_dir)
                 arrays[f"images_{sequence}"] = data.images
                 arrays[f"masks_{sequence}"] = data.masks
+                arrays[f"markers_{sequence}"] = data.markers
                 arrays[f"frames_{sequence}"] = np.asarray(data.frame_numbers, dtype=np.int32)
         else:
             raise ValueError(f"cannot pack {name!r}; choose from {dataset_names()}.")
@@ -151,9 +153,10 @@ def read_packed_isbi2012(folder, verify: bool = True) -> dict[str, np.ndarray]:
 
 
 def read_packed_ctc(folder, name: str, sequence: str, verify: bool = True):
-    """``(images, masks, frame_numbers)`` of one sequence from ``folder/<name>.npz`` (annotated frames only)."""
+    """``(images, masks, frame_numbers, markers)`` of one sequence from ``folder/<name>.npz`` (annotated frames only)."""
     path, arrays, meta = _open(folder, name)
     images = _array(path, arrays, meta, f"images_{sequence}", verify)
     masks = _array(path, arrays, meta, f"masks_{sequence}", verify, dtype=np.int32)
     frames = _array(path, arrays, meta, f"frames_{sequence}", verify=False)
-    return images, masks, tuple(int(n) for n in frames)
+    markers = _array(path, arrays, meta, f"markers_{sequence}", verify, dtype=np.int32)
+    return images, masks, tuple(int(n) for n in frames), markers

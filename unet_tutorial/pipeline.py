@@ -101,6 +101,19 @@ def _derived_instances(labels):
     return instances.astype(np.int32)
 
 
+def _without_ignored(weights, ignore):
+    """The weight maps with weight 0 where ``ignore`` is True (nothing is learnt where no label is known)."""
+    if len(ignore) != len(weights):
+        raise ValueError(f"got {len(weights)} images but {len(ignore)} ignore masks.")
+    result = []
+    for i, (weight, unknown) in enumerate(zip(weights, ignore)):
+        unknown = np.asarray(unknown, dtype=bool)
+        if unknown.shape != weight.shape:
+            raise ValueError(f"ignore[{i}] has shape {unknown.shape}, expected the labels' {weight.shape}.")
+        result.append(np.where(unknown, np.float32(0), weight))
+    return result
+
+
 class SegmentationDataset(keras.utils.PyDataset):
     """Batches ``(x, y, w)`` of overlap tiles for ``model.fit`` (Ronneberger et al. 2015, Sec. 3).
 
@@ -112,6 +125,8 @@ class SegmentationDataset(keras.utils.PyDataset):
             image's map is computed once with ``weights.weight_map`` (Eq. 2) from
             ``instances`` if given, else from the connected components of the
             classes > 0 (for ISBI: ``weights.instances_from_isbi``).
+        ignore: optional (N, H, W) bool, True where the label is unknown (e.g. a
+            marked but unannotated cell, ``annotations.ignore_regions``): weight 0.
         instances: optional (N, H, W) instance labels (0 = background, 1..n = cells)
             for the weight maps, e.g. CTC masks.
         tiles: a :class:`config.TileConfig`: the input tile T and the network's
@@ -141,6 +156,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         weights=None,
         *,
         instances=None,
+        ignore=None,
         tiles: TileConfig = TileConfig(),
         augmentation: AugmentConfig = AugmentConfig(),
         weighting: WeightMapConfig = WeightMapConfig(),
@@ -169,6 +185,8 @@ class SegmentationDataset(keras.utils.PyDataset):
                     f"tile_size (valid sizes: shapes.valid_input_sizes(..., depth={tiles.depth}))."
                 )
         self.weights = self._weight_maps(weights, instances, weighting)
+        if ignore is not None:
+            self.weights = _without_ignored(self.weights, ignore)
         self.n_classes = n_classes
         self.batch_size = int(batch_size)
         self.seed = int(seed)

@@ -62,7 +62,7 @@ def trained_indices(config: dict | None, dataset: str, sequence: str, n: int) ->
     """Indices of ``dataset`` (and ``sequence``) that the run whose saved config is ``config`` trained on."""
     if not config or config.get("dataset") != dataset:
         return set()
-    if dataset != "isbi2012" and str(config.get("sequence")) != sequence:
+    if dataset != "isbi2012" and str(config.get("sequence")) not in (sequence, "both"):
         return set()
     folds, fold = int(config.get("validation_folds", 1)), int(config.get("validation_fold", 0))
     return set(held_out_split(n, folds, fold)[0].tolist())

@@ -49,7 +49,7 @@ import numpy as np
 
 from . import distribute
 from .callbacks import Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, save_model_and_discard
-from .config import PRESETS, TileConfig, TrainConfig, add_train_arguments, config_from_args, read_state
+from .config import PRESETS, SEQUENCES, TileConfig, TrainConfig, add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
 from .splits import held_out_split
@@ -81,20 +81,27 @@ def shared_run_dir(config: TrainConfig, root=None) -> str:
 
 
 def _load_data(config: TrainConfig, data_dir=None):
-    """(images (N, H, W) uint8 or float, class labels (N, H, W), instances or None)."""
+    """(images (N, H, W) uint8 or float, class labels (N, H, W), instances or None, ignore masks or None)."""
     if config.dataset == "circles":
         images, instances = synthetic_cells(n_images=10, size=128, seed=config.seed)
-        return images, (instances > 0).astype(np.uint8), instances
+        return images, (instances > 0).astype(np.uint8), instances, None
     from . import datasets  # noqa: PLC0415
 
     if config.dataset == "isbi2012":
         data = datasets.load_isbi2012(data_dir)
-        return data.images, data.labels, None  # instances: connected cell components
+        return data.images, data.labels, None, None  # instances: connected cell components
+    from .annotations import ignore_regions  # noqa: PLC0415
     from .weights import separate_touching_instances  # noqa: PLC0415
 
-    data = datasets.load_ctc(config.dataset, config.sequence, data_dir)
-    instances = np.stack([separate_touching_instances(mask) for mask in data.masks])
-    return data.images, (instances > 0).astype(np.uint8), instances
+    images, masks, ignore = [], [], []
+    for sequence in (SEQUENCES if config.sequence == "both" else (config.sequence,)):
+        data = datasets.load_ctc(config.dataset, sequence, data_dir)
+        images += list(data.images)
+        masks += list(data.masks)
+        ignore += list(ignore_regions(data.masks, data.markers))  # marked cells without an outline
+    instances = [separate_touching_instances(mask) for mask in masks]
+    labels = [(cells > 0).astype(np.uint8) for cells in instances]
+    return np.stack(images), np.stack(labels), np.stack(instances), np.stack(ignore)
 
 
 def _load_checkpoint(path: pathlib.Path) -> keras.Model:
@@ -187,10 +194,11 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     placement = distribute.placement(config.distribution, config.batch_size, config.num_devices)
 
     # 1. Data: hold out a block of images, never trained on.
-    images, labels, instances = _load_data(config, data_dir)
+    images, labels, instances, ignore = _load_data(config, data_dir)
     train_ids, held_out_ids = held_out_split(len(images), config.validation_folds, config.validation_fold)
     dataset = SegmentationDataset(
         images[train_ids], labels[train_ids], instances=None if instances is None else instances[train_ids],
+        ignore=None if ignore is None else ignore[train_ids],
         tiles=config.tiles, augmentation=config.augmentation, weighting=config.weighting,
         batch_size=config.batch_size, tiles_per_epoch=config.steps_per_epoch * config.batch_size,
         seed=config.seed, workers=config.workers, use_multiprocessing=config.use_multiprocessing,
