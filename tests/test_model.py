@@ -116,3 +116,20 @@ def test_save_load_round_trip(tmp_path):
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+
+
+def test_the_paper_initialises_the_up_convolutions_with_std_sqrt_2_over_n():
+    """N = C_in for a 2x2 up-convolution with stride 2; Keras' He initialiser gives half that variance."""
+    import numpy as np
+
+    from unet_tutorial.model import build_unet
+
+    stds = {}
+    for init in ("he_normal", "paper"):
+        model = build_unet((None, None, 1), base_filters=32, depth=3, dropout=0.0, upconv_init=init)
+        kernel = np.asarray(model.get_layer("expand2_upconv").kernel)  # (2, 2, 64, 128): C_in = 128
+        stds[init] = float(kernel.std())
+    assert stds["paper"] == pytest.approx((2 / 128) ** 0.5, rel=0.05)
+    assert stds["he_normal"] == pytest.approx((1 / 128) ** 0.5, rel=0.05)
+    with pytest.raises(ValueError, match="upconv_init"):
+        build_unet((None, None, 1), upconv_init="ones")

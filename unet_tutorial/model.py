@@ -126,14 +126,31 @@ def contracting_block(x, filters: int, name: str, padding="valid", batch_norm=Fa
     return x, pooled
 
 
-def expansive_block(x, skip, filters: int, name: str, padding="valid", batch_norm=False):
+UPCONV_INITS = ("he_normal", "paper")
+
+
+def upconv_initializer(upconv_init: str, channels_in: int):
+    """The up-convolution's initial weights.
+
+    ``"paper"``: Gaussian with std sqrt(2/N), N the inputs of one neuron (Sec. 3).
+    A 2x2 up-convolution with stride 2 feeds each output pixel from one input
+    pixel, so N = C_in. ``"he_normal"``: Keras' He initialiser, which for a
+    transposed kernel (2, 2, C_out, C_in) takes its fan-in as 4 C_out = 2 C_in,
+    i.e. std sqrt(1/C_in) (truncated): half the paper's variance.
+    """
+    if upconv_init == "paper":
+        return keras.initializers.RandomNormal(stddev=(2.0 / channels_in) ** 0.5)
+    return "he_normal"
+
+
+def expansive_block(x, skip, filters: int, name: str, padding="valid", batch_norm=False, upconv_init="he_normal"):
     """One level of the expansive path: up-convolution, copy and crop, two convs.
 
     The 2x2 up-convolution doubles the size and halves the channels:
     (B, h, w, 2*filters) -> (B, 2h, 2w, filters).
     """
     x = layers.Conv2DTranspose(
-        filters, 2, strides=2, kernel_initializer="he_normal", name=f"{name}_upconv"
+        filters, 2, strides=2, kernel_initializer=upconv_initializer(upconv_init, x.shape[-1]), name=f"{name}_upconv"
     )(x)  # (B, 2h, 2w, filters)
     x = CropAndConcat(name=f"{name}_concat")([skip, x])  # (B, 2h, 2w, 2*filters)
     return conv_block(x, filters, name, padding, batch_norm)  # (B, 2h-4, 2w-4, filters)
@@ -180,6 +197,7 @@ def build_unet(
     dropout: float = 0.5,
     batch_norm: bool = False,
     name: str = "unet",
+    upconv_init: str = "he_normal",
 ) -> keras.Model:
     """Build U-Net with the functional API; the defaults give the paper's network.
 
@@ -193,6 +211,9 @@ def build_unet(
             the input) or "same" (output as big as the input).
         dropout: dropout rate at the end of the contracting path (0 disables it).
         batch_norm: add batch normalisation after each convolution (not in the paper).
+        upconv_init: ``"he_normal"`` (Keras' He initialiser, as every other
+            convolution) or ``"paper"`` (std sqrt(2/N) with N = C_in, the paper's
+            rule for the up-convolutions; see :func:`upconv_initializer`).
 
     Returns:
         A ``keras.Model`` mapping (B, H, W, C) to class probabilities
@@ -209,6 +230,8 @@ def build_unet(
     base_filters 64, depth 5, "valid"); B is the batch size.
     """
     _check_build_arguments(input_shape, n_classes, base_filters, depth, padding, dropout)
+    if upconv_init not in UPCONV_INITS:
+        raise ValueError(f"upconv_init must be one of {UPCONV_INITS}, got {upconv_init!r}.")
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")  # (B, 572, 572, 1)
     x = InputSizeCheck(depth=depth, padding=padding, name="input_size_check")(inputs)
@@ -239,7 +262,8 @@ def build_unet(
     #   level 2: up (B, 200, 200, 128) + skip (B, 280, 280, 128) cropped -> (B, 200, 200, 256) -> (B, 196, 196, 128)
     #   level 1: up (B, 392, 392, 64)  + skip (B, 568, 568, 64) cropped  -> (B, 392, 392, 128) -> (B, 388, 388, 64)
     for level in range(depth - 1, 0, -1):
-        x = expansive_block(x, skips[level - 1], base_filters * 2 ** (level - 1), f"expand{level}", padding, batch_norm)
+        x = expansive_block(x, skips[level - 1], base_filters * 2 ** (level - 1), f"expand{level}", padding, batch_norm,
+                            upconv_init)
 
     x = layers.Conv2D(n_classes, 1, kernel_initializer="he_normal", name="output_conv")(x)  # (B, 388, 388, 2)
     # float32 softmax even under a mixed-precision policy: probabilities stay exact.
