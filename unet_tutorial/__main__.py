@@ -16,10 +16,12 @@ import sys
 # sub-command -> (module with its options, module that runs it, one-line help)
 SUBCOMMANDS = {
     "fetch": ("unet_tutorial.datasets", "unet_tutorial.datasets", "download a dataset (or check a local mirror)"),
-    "train": ("unet_tutorial.config", "unet_tutorial.train", "train a U-Net from a preset config"),
+    "train": ("unet_tutorial.config", "unet_tutorial.train",
+              "train a U-Net from a preset config, on a dataset or your own folders of images and masks"),
     "evaluate": ("unet_tutorial.evaluate", "unet_tutorial.evaluate",
                  "score a model with the paper's metrics (Tables 1 and 2)"),
-    "predict": ("unet_tutorial.evaluate", "unet_tutorial.evaluate", "predict probability maps with overlap-tile"),
+    "predict": ("unet_tutorial.evaluate", "unet_tutorial.evaluate",
+                "predict probability maps with overlap-tile (a dataset to .npz/.tif, or your own images to PNGs)"),
     "bench": ("unet_tutorial.bench", "unet_tutorial.bench", "measure training, inference and input-pipeline speed"),
     "reproduce": ("unet_tutorial.reproduce_plan", "unet_tutorial.reproduce",
                   "chapter 7's run: train, evaluate and bench within a wall-time budget (GPU, or a CPU stand-in)"),

@@ -75,7 +75,9 @@ class HeldOutScore(keras.callbacks.Callback):
     P(class 0) (``metrics.best_pixel_error``), as the ISBI challenge scores it;
     ``val_pixel_error_threshold`` is that threshold. The weight map makes the
     network favour class 0 (membrane), so a fixed threshold of 0.5 would
-    understate what it has learnt.
+    understate what it has learnt. With more than two classes there is no
+    threshold to sweep: ``val_pixel_error`` is then the fraction of pixels whose
+    most probable class is wrong.
 
     In a data-parallel run the held-out images are scored on one device, by
     ``one_device_copy`` (the same network, built outside the distribution) with
@@ -102,13 +104,19 @@ class HeldOutScore(keras.callbacks.Callback):
         if self.one_device_copy is not None:
             self.one_device_copy.set_weights(model.get_weights())
             model = self.one_device_copy
-        class0, cross_entropy = [], []
+        class0, cross_entropy, wrong = [], [], []
         for image, label in zip(self.images, self.labels):
             probabilities = predict_tiled(model, image, tile_size=self.tile_size, batch_size=1, tta=self.tta)
             class0.append(probabilities[..., 0])
+            wrong.append((probabilities.argmax(-1) != label).ravel())
             true_class = np.take_along_axis(probabilities, label[..., None].astype(np.int64), axis=-1)
             cross_entropy.append(-np.log(np.clip(true_class, 1e-7, 1.0)).mean())
-        error, threshold = best_pixel_error(np.stack(class0), np.stack(self.labels))
+        if probabilities.shape[-1] > 2:  # K classes: the most probable class
+            return {"val_pixel_error": float(np.concatenate(wrong).mean()),
+                    "val_cross_entropy": float(np.mean(cross_entropy))}
+        # all held-out pixels as one (1, n) map: the pixel error counts pixels, and images may differ in size
+        joined = [np.concatenate([array.ravel() for array in arrays])[None] for arrays in (class0, self.labels)]
+        error, threshold = best_pixel_error(*joined)
         return {
             "val_pixel_error": error,
             "val_pixel_error_threshold": threshold,

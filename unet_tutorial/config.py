@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 SYNTHETIC_DATASET = "circles"  # synthetic cells, for tests and quick checks
+FOLDERS_DATASET = "folders"  # a user's own images and masks (TrainConfig.images / .masks; folders.py)
 OPTIMIZERS = ("sgd", "adam")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
@@ -43,7 +44,7 @@ DISTRIBUTIONS = ("none", "data-parallel")  # distribute.py holds the engines
 
 def dataset_choices() -> tuple[str, ...]:
     """The datasets a run can train on: the manifest's, plus the synthetic ``circles``."""
-    return (*dataset_names(), SYNTHETIC_DATASET)
+    return (*dataset_names(), SYNTHETIC_DATASET, FOLDERS_DATASET)
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -168,10 +169,13 @@ class TrainConfig:
     """Everything that defines a training run. Defaults: the paper's network and terms."""
 
     # -- data
-    dataset: str = "isbi2012"  # "isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa", or "circles" (synthetic, for tests)
+    dataset: str = "isbi2012"  # "isbi2012", "PhC-C2DH-U373", "DIC-C2DH-HeLa", "circles" (synthetic, for tests) or "folders" (images/masks below)
     sequence: str = "01"  # CTC only: the sequence trained on ("01", "02", or "both" for a final model)
     validation_folds: int = 5  # k of the k-fold split into contiguous blocks; 1 = train on all, no held-out score
     validation_fold: int = 0  # which block is held out (0..k-1); it is never trained on
+    images: str = ""  # dataset "folders": a folder or glob of images (PNG, TIFF, JPEG; grey or RGB)
+    masks: str = ""  # dataset "folders": a folder or glob of masks with the images' file names (PNG, TIFF)
+    n_classes: int = 0  # classes K of dataset "folders" (0: read from the masks); the datasets have 2
     # -- network (model.build_unet)
     depth: int = 5  # levels of the U incl. the bottom (paper: 5)
     base_filters: int = 64  # channels of the first level (paper: 64)
@@ -242,6 +246,7 @@ def _check_run(config: TrainConfig) -> None:
     owner = "TrainConfig"
     _check_choice(owner, "dataset", config.dataset, dataset_choices())
     _check_choice(owner, "sequence", config.sequence, (*SEQUENCES, "both"))
+    _check_own_data(config)
     _check_choice(owner, "optimizer", config.optimizer, OPTIMIZERS)
     _check_choice(owner, "mixed_precision", config.mixed_precision, MIXED_PRECISION)
     _check_choice(owner, "jit_compile", config.jit_compile, JIT_COMPILE)
@@ -269,6 +274,20 @@ def _check_run(config: TrainConfig) -> None:
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}.")
     _check_range(owner, "momentum", config.momentum, 0.0, 1.0, high_open=True)
     _check_range(owner, "dropout", config.dropout, 0.0, 1.0, high_open=True)
+
+
+def _check_own_data(config: TrainConfig) -> None:
+    """Dataset "folders" needs images and masks; the other datasets take neither."""
+    own = config.dataset == FOLDERS_DATASET
+    if own and not (config.images and config.masks):
+        raise ValueError("dataset 'folders' trains on your own files: give both images and masks (a folder or glob "
+                         "each; command line: --images DIR --masks DIR).")
+    if not own and (config.images or config.masks):
+        raise ValueError(f"images/masks are for dataset 'folders', but dataset is {config.dataset!r}; "
+                         "set dataset='folders' (the command line does when --images is given).")
+    if config.n_classes not in (0, 2) and (not own or config.n_classes < 2):
+        raise ValueError(f"n_classes must be 0 (read from the masks) or at least 2, got {config.n_classes}; "
+                         "only dataset 'folders' can have more than 2.")
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -354,6 +373,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """``--preset NAME``, ``--resume``, ``--data-dir``, ``--output`` and one ``--field value`` per TrainConfig field."""
     parser.allow_abbrev = False  # --learning would otherwise silently mean --learning-rate
+    parser.epilog = ("Your own data: --images DIR_OR_GLOB --masks DIR_OR_GLOB [--n-classes K] trains on image files "
+                     "(PNG, TIFF, JPEG; grey or RGB) and masks of the same file names (PNG, TIFF: class indices "
+                     "0..K-1, palette PNGs or 0/255), e.g. --preset cpu-tiny --images data/images --masks data/masks.")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (default: paper)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     parser.add_argument("--data-dir", default=None, help="folder laid out like ../shared/data (default: datasets.data_dir())")
@@ -369,6 +391,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     overrides = {name: value for name, value in vars(args).items() if name in names}
+    if overrides.get("images") and "dataset" not in overrides:
+        overrides["dataset"] = FOLDERS_DATASET  # --images DIR --masks DIR: your own data
     if getattr(args, "resume", False) and getattr(args, "preset", None) is None:
         output_dir = pathlib.Path(overrides.get("output_dir", PRESETS["paper"].output_dir))
         saved = read_state(output_dir)["config"]

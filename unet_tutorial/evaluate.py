@@ -143,6 +143,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warping-count", choices=("splits_and_mergers", "all"), default="splits_and_mergers",
                         help="ISBI: the challenge's warping error counts only split and merger pixels (default); "
                              "'all' counts every mismatch left after warping")
+    own = parser.add_argument_group("your own data (instead of --dataset): IoU, Dice and SEG per class")
+    own.add_argument("--images", default=None, help="a folder or glob of images (PNG, TIFF, JPEG), with --masks")
+    own.add_argument("--masks", default=None, help="a folder or glob of masks with the images' file names (PNG, TIFF)")
+    own.add_argument("--class-names", default=None, help="comma-separated names of the classes 0..K-1")
+    own.add_argument("--include-trained", action="store_true",
+                     help="also score the images the model was trained on (left out by default)")
     parser.add_argument("--csv", default=None, help="also write the table as CSV to this file")
     parser.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
 
@@ -183,6 +189,10 @@ def _probabilities_for(args, images, indices, config: dict | None = None) -> np.
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if getattr(args, "images", None):  # your own folders: the per-class table
+        from .own_data import run_evaluate_folder
+
+        return run_evaluate_folder(args)
     try:
         return _evaluate(args)
     except (ValueError, FileNotFoundError) as error:
@@ -255,21 +265,33 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- predict
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model PATH.keras --output PATH.npz|.tif`` plus the data to predict."""
+    """``--model PATH.keras --output PATH.npz|.tif`` plus the data to predict, or ``--images DIR --output DIR``."""
+    parser.description = (
+        "Predict class probabilities with overlap-tile. Two forms: (1) a dataset or one TIFF stack to one file: "
+        "--output X.npz or X.tif; (2) your own images (--images a folder, glob or file) to a folder: --output DIR "
+        "(any name without .npz/.tif) gets NAME_mask.png (class indices 0..K-1), NAME_colour.png, "
+        "NAME_probabilities.tif (K pages) and NAME_overlay.png per image, any image size.")
     parser.add_argument("--model", required=True, help="a .keras model")
-    parser.add_argument("--output", required=True, help="where to write the probabilities (.npz or .tif)")
+    parser.add_argument("--output", required=True,
+                        help="X.npz or X.tif: one file of probabilities; any other name: a folder of PNGs (with --images)")
     _common_arguments(parser)
     parser.add_argument("--split", choices=("train", "test"), default="test",
                         help="ISBI-2012: the training or the test stack (default test)")
     parser.add_argument("--sequence", default="01", help="cell tracking sets: sequence 01 or 02 (default 01)")
-    parser.add_argument("--images", default=None, help="predict this TIFF stack instead of a dataset")
+    parser.add_argument("--images", default=None,
+                        help="predict this TIFF stack (with --output X.npz/.tif) or these images: a folder, glob or "
+                             "file (with --output DIR) instead of a dataset")
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    output = pathlib.Path(args.output)
+    if args.images and output.suffix.lower() not in (".npz", ".tif", ".tiff"):  # your own images: a folder of PNGs
+        from .own_data import run_predict_folder
+
+        return run_predict_folder(args)
     try:
-        output = pathlib.Path(args.output)
         if output.suffix not in (".npz", ".tif", ".tiff"):
-            raise ValueError(f"--output must end in .npz or .tif, got {output}.")
+            raise ValueError(f"--output must end in .npz or .tif, got {output} (a folder of PNGs needs --images).")
         if args.images:
             from .datasets import read_tiff
 

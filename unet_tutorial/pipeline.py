@@ -177,6 +177,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         self.tile_size, self.output_size, self.border = tiles.tile_size, tiles.output_size, tiles.border
         self.images = _as_image_list(images)
         self.labels = _check_labels(self.images, labels, n_classes)
+        self.n_classes = n_classes
         for i, label in enumerate(self.labels):
             if min(label.shape) < self.output_size:
                 raise ValueError(
@@ -187,7 +188,6 @@ class SegmentationDataset(keras.utils.PyDataset):
         self.weights = self._weight_maps(weights, instances, weighting)
         if ignore is not None:
             self.weights = _without_ignored(self.weights, ignore)
-        self.n_classes = n_classes
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.epoch = 0
@@ -218,6 +218,12 @@ class SegmentationDataset(keras.utils.PyDataset):
             return result
         if instances is not None and len(instances) != len(self.images):
             raise ValueError(f"got {len(self.images)} images but {len(instances)} instance label images.")
+        if self.n_classes > 2:  # K classes: w_c over all K, border term from each class's objects
+            from .class_weights import class_weight_map  # noqa: PLC0415
+
+            return [class_weight_map(label, self.n_classes, None if instances is None else instances[i], w0=weighting.w0,
+                                     sigma=weighting.sigma, class_balance=weighting.class_balance)
+                    for i, label in enumerate(self.labels)]
         result = []
         for i, label in enumerate(self.labels):
             cells = np.asarray(instances[i]) if instances is not None else _derived_instances(label)

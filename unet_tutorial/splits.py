@@ -6,14 +6,15 @@ blocks and block ``fold`` is held out (:func:`held_out_split`). ``train`` uses i
 to hold the block out, ``evaluate`` and ``predict`` to pick the same block, and
 :func:`trained_indices` to warn when a score would include trained images. The
 cell tracking sets are scored across sequences: trained on one, scored on the
-other (:func:`other_sequence`).
+other (:func:`other_sequence`). A user's own folders are split by file
+(:func:`held_out_files`): the same contiguous blocks, over the files sorted by name.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["held_out_split", "select_images", "trained_indices", "other_sequence"]
+__all__ = ["held_out_split", "select_images", "trained_indices", "other_sequence", "held_out_files"]
 
 
 def held_out_split(n: int, folds: int, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,3 +74,14 @@ def other_sequence(sequence: str) -> str:
     if sequence not in ("01", "02"):
         raise ValueError(f"sequence must be '01' or '02', got {sequence!r}.")
     return "02" if sequence == "01" else "01"
+
+
+def held_out_files(names, folds: int, fold: int) -> tuple[list[str], list[str]]:
+    """(trained names, held-out names) of a user's files: :func:`held_out_split` over the names sorted.
+
+    Files named in order (frame_001, frame_002, ...) are held out as a block of
+    neighbours, like the EM slices, so the score is on images unlike those trained on.
+    """
+    names = sorted(names)
+    train_ids, held_out_ids = held_out_split(len(names), folds, fold)
+    return [names[i] for i in train_ids], [names[i] for i in held_out_ids]

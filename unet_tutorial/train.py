@@ -49,10 +49,10 @@ import numpy as np
 
 from . import distribute
 from .callbacks import Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, save_model_and_discard
-from .config import PRESETS, SEQUENCES, TileConfig, TrainConfig, add_train_arguments, config_from_args, read_state
+from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig, add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
-from .splits import held_out_split
+from .splits import held_out_files, held_out_split
 
 __all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "shared_run_dir",
            "config_from_args", "add_train_arguments", "run_train"]
@@ -82,6 +82,13 @@ def shared_run_dir(config: TrainConfig, root=None) -> str:
 
 def _load_data(config: TrainConfig, data_dir=None):
     """(images (N, H, W) uint8 or float, class labels (N, H, W), instances or None, ignore masks or None)."""
+    if config.dataset == FOLDERS_DATASET:  # a user's own images and masks
+        from .folders import load_folders  # noqa: PLC0415
+
+        data = load_folders(config.images, config.masks, config.n_classes or None)
+        for notice in data.notices:
+            print(notice)
+        return data.images, data.masks, None, None  # lists: the images may differ in size
     if config.dataset == "circles":
         images, instances = synthetic_cells(n_images=10, size=128, seed=config.seed)
         return images, (instances > 0).astype(np.uint8), instances, None
@@ -104,6 +111,22 @@ def _load_data(config: TrainConfig, data_dir=None):
     return np.stack(images), np.stack(labels), np.stack(instances), np.stack(ignore)
 
 
+def _take(items, ids):
+    """``items[ids]`` for an array or a list (a user's images may differ in size)."""
+    return [items[i] for i in ids] if isinstance(items, list) else items[ids]
+
+
+def _own_data_state(config: TrainConfig, n_classes: int) -> dict:
+    """For dataset "folders": K and the files trained on and held out (by name), for state.json."""
+    if config.dataset != FOLDERS_DATASET:
+        return {}
+    from .folders import paired_names  # noqa: PLC0415
+
+    names = paired_names(config.images, config.masks)
+    trained, held_out = held_out_files(names, config.validation_folds, config.validation_fold)
+    return {"n_classes": n_classes, "trained_files": trained, "held_out_files": held_out}
+
+
 def _load_checkpoint(path: pathlib.Path) -> keras.Model:
     from .evaluate import load_model  # noqa: PLC0415 (registers the package's layers and loss first)
 
@@ -119,7 +142,7 @@ def _load_checkpoint(path: pathlib.Path) -> keras.Model:
 # ----------------------------------------------------------------------------- training
 
 
-def _build_and_compile(config: TrainConfig, channels: int) -> keras.Model:
+def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2) -> keras.Model:
     from .losses import WeightedCrossEntropy  # noqa: PLC0415
     from .model import build_unet  # noqa: PLC0415
 
@@ -129,7 +152,7 @@ def _build_and_compile(config: TrainConfig, channels: int) -> keras.Model:
     try:
         # Height and width None: fit on T x T tiles, score held-out images with larger tiles.
         model = build_unet(
-            input_shape=(None, None, channels), n_classes=2, base_filters=config.base_filters, depth=config.depth,
+            input_shape=(None, None, channels), n_classes=n_classes, base_filters=config.base_filters, depth=config.depth,
             padding=config.padding, dropout=config.dropout, batch_norm=config.batch_norm,
         )
     finally:
@@ -195,12 +218,13 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
 
     # 1. Data: hold out a block of images, never trained on.
     images, labels, instances, ignore = _load_data(config, data_dir)
+    n_classes = config.n_classes or max(2, 1 + max(int(np.max(label)) for label in labels))  # K
     train_ids, held_out_ids = held_out_split(len(images), config.validation_folds, config.validation_fold)
     dataset = SegmentationDataset(
-        images[train_ids], labels[train_ids], instances=None if instances is None else instances[train_ids],
+        _take(images, train_ids), _take(labels, train_ids), instances=None if instances is None else instances[train_ids],
         ignore=None if ignore is None else ignore[train_ids],
         tiles=config.tiles, augmentation=config.augmentation, weighting=config.weighting,
-        batch_size=config.batch_size, tiles_per_epoch=config.steps_per_epoch * config.batch_size,
+        batch_size=config.batch_size, tiles_per_epoch=config.steps_per_epoch * config.batch_size, n_classes=n_classes,
         seed=config.seed, workers=config.workers, use_multiprocessing=config.use_multiprocessing,
     )
 
@@ -209,7 +233,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     keras.utils.set_random_seed(config.seed)
     with placement.model_scope():
         if state is None:
-            model = _build_and_compile(config, channels=dataset.images[0].shape[-1])
+            model = _build_and_compile(config, channels=dataset.images[0].shape[-1], n_classes=n_classes)
             history, initial_epoch, elapsed_before = {}, 0, 0.0
         else:
             model = _load_checkpoint(output_dir / state["checkpoint"])
@@ -222,7 +246,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     callbacks = [SeedEachEpoch(config.seed), nan_guard]
     initial_metrics = dict(state.get("initial_metrics", {})) if state else {}
     if len(held_out_ids):
-        scorer = _held_out_scorer(config, model, placement, images[held_out_ids], labels[held_out_ids], nan_guard)
+        scorer = _held_out_scorer(config, model, placement, _take(images, held_out_ids), _take(labels, held_out_ids),
+                                  nan_guard)
         callbacks.append(scorer)
         if state is None:
             initial_metrics = scorer.score()
@@ -232,6 +257,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "devices": list(placement.devices),
+        **_own_data_state(config, n_classes),
     }
     callbacks.append(
         Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
