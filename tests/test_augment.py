@@ -177,3 +177,86 @@ def test_separable_displacement_equals_2d_bicubic_interpolation(grid):
     # The interpolated field passes through the lattice values (corners here).
     assert (rows @ coarse @ cols.T)[0, 0] == pytest.approx(coarse[0, 0])
     assert (rows @ coarse @ cols.T)[-1, -1] == pytest.approx(coarse[-1, -1])
+
+
+# -- the fast CPU path (OpenCV) against the reference (scipy) -------------------------------------------------------
+
+
+@pytest.fixture
+def smooth():
+    """(image, labels, weights): a smooth 96x80 image in [0, 1]; labels 0/3/7 and weights follow its grey value."""
+    rows, cols = np.indices((96, 80))
+    image = (0.5 + 0.3 * np.sin(rows / 7.0) * np.cos(cols / 9.0)).astype(np.float32)
+    labels = np.where(image > 0.6, 7, np.where(image < 0.4, 3, 0)).astype(np.int32)
+    weights = np.choose(np.searchsorted([3, 7], labels), [np.float32(0.5), np.float32(2.0), np.float32(4.0)])
+    return image, labels, weights.astype(np.float32)
+
+
+def _away_from_label_edges(labels):
+    """Pixels whose 3x3 neighbourhood holds one label (a nearest lookup cannot flip there by a rounding)."""
+    return ndimage.maximum_filter(labels, 3) == ndimage.minimum_filter(labels, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_opencv_warp_agrees_with_the_reference_on_the_same_field(smooth, seed):
+    image, labels, weights = smooth
+    reference = elastic_deform(image, labels, rng=seed, weights=weights, method="scipy")
+    fast = elastic_deform(image, labels, rng=seed, weights=weights, method="opencv")
+    assert np.abs(reference[0] - image).mean() * 255 > 5  # the field really moved the image
+    assert np.abs(fast[0] - reference[0]).mean() * 255 < 1.0  # under one grey level
+    interior = _away_from_label_edges(reference[1])
+    assert interior.mean() > 0.5
+    np.testing.assert_array_equal(fast[1][interior], reference[1][interior])
+    np.testing.assert_array_equal(fast[2][interior], reference[2][interior])
+    assert (fast[1] != reference[1]).mean() < 0.01
+    for out, given in zip(fast, (image, labels, weights)):
+        assert out.shape == given.shape and out.dtype == given.dtype
+
+
+def test_opencv_warp_keeps_values_dtypes_and_the_identity(blobs):
+    image, labels = blobs
+    weights = np.where(labels > 0, 2.5, 0.5).astype(np.float32)
+    same = elastic_deform(image, labels, sigma=0.0, rng=0, weights=weights, method="opencv")
+    np.testing.assert_array_equal(same[0], image)
+    np.testing.assert_array_equal(same[1], labels)
+    for dtype in (np.uint8, np.int64, bool):
+        given = (labels > 0) if dtype is bool else labels.astype(dtype)
+        out_image, out_labels, out_weights = elastic_deform(image, given, rng=4, weights=weights, method="opencv")
+        assert out_labels.dtype == given.dtype
+        assert set(np.unique(out_labels)) <= set(np.unique(given))
+        assert set(np.unique(out_weights)) <= {0.5, 2.5}
+        assert out_image.min() >= 0.2 - 1e-6 and out_image.max() <= 0.8 + 1e-6  # the cubic's overshoot clipped
+    rgb8 = (np.stack([image, 1 - image, image], axis=-1) * 255).astype(np.uint8)
+    out, out_labels, _ = elastic_deform(rgb8, labels, rng=3, method="opencv")
+    assert out.dtype == np.uint8 and out.shape == rgb8.shape
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+    assert ((out[..., 0] > 127) != (out_labels > 0)).mean() < 0.01
+
+
+def test_mirrored_border_matches_the_reference(smooth):
+    """A shift of 12 px reads outside the image on one side: OpenCV's REFLECT_101 must mirror as scipy's 'mirror'."""
+    from unet_tutorial.augment import _resample_image
+    from unet_tutorial.augment_opencv import remap_sample
+
+    image, labels, weights = smooth
+    field = np.zeros((2,) + labels.shape)
+    field[0], field[1] = -12.0, 7.5
+    reference = _resample_image(image, np.indices(labels.shape) + field)
+    fast = remap_sample(image, labels, weights, field)[0]
+    np.testing.assert_allclose(fast[:12], reference[:12], atol=2 / 255)
+
+
+def test_augment_sample_uses_the_fast_path_by_default(smooth):
+    image, labels, weights = smooth
+    default = augment_sample(image, labels, weights, rng=9)
+    fast = augment_sample(image, labels, weights, rng=9, method="opencv")
+    reference = augment_sample(image, labels, weights, rng=9, method="scipy")
+    for a, b in zip(default, fast):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(default[0], reference[0])
+    # the same seed draws the same deformation, flips and jitter with either resampler
+    assert np.abs(default[0] - reference[0]).mean() * 255 < 1.0
+    with pytest.raises(ValueError, match="method must be one of"):
+        augment_sample(image, labels, rng=0, method="cv2")
+    with pytest.raises(ValueError, match="method must be one of"):
+        elastic_deform(image, labels, rng=0, method="fast")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import keras
@@ -31,7 +32,7 @@ def test_the_paper_network_costs_about_300_gflop_per_572_tile():
 
 
 def test_bench_reports_the_three_figures(capsys, tmp_path):
-    result = bench(TINY, steps=2, warmup=1)
+    result = bench(TINY, steps=2, warmup=1, device_augment=False)
     for figure in (result.train_images_per_s, result.inference_images_per_s, result.pipeline_images_per_s):
         assert figure > 0
     assert result.output_size == 44 and result.batch_size == 2 and result.backend == keras.backend.backend()
@@ -41,12 +42,29 @@ def test_bench_reports_the_three_figures(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     add_bench_arguments(parser)
     args = parser.parse_args(["--preset", "cpu-tiny", "--steps", "1", "--warmup", "0", "--batch-size", "1",
-                              "--input-size", "60", "--json", str(tmp_path / "bench.json")])
+                              "--input-size", "60", "--json", str(tmp_path / "bench.json"), "--pipeline-batches", "3",
+                              "--workers", "2"])
     assert run_bench(args) == 0
     printed = capsys.readouterr().out
-    for words in ("training:", "inference:", "pipeline:", "images/s", "TFLOP/s", "GFLOP per image"):
+    for words in ("training:", "inference:", "pipeline:", "images/s", "TFLOP/s", "GFLOP per image", "new/old =",
+                  "reference warp (scipy)", "with 2 worker(s)", "16 cores", "on-device augmentation:", "% of a train step",
+                  "bound: training is limited by the"):
         assert words in printed
-    assert json.loads((tmp_path / "bench.json").read_text())["input_size"] == 60
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["input_size"] == 60 and saved["pipeline_batches"] == 3 and saved["pipeline_workers"] == 2
+    assert saved["pipeline_speedup"] == pytest.approx(saved["pipeline_images_per_s"] / saved["pipeline_reference_images_per_s"])
+    assert saved["device_augment_fraction"] == pytest.approx(saved["train_images_per_s"] / saved["device_augment_images_per_s"])
+    assert saved["limit"] in ("input pipeline", "network")
+
+
+def test_the_bound_is_the_slower_of_network_and_pipeline():
+    result = bench(TINY, steps=1, warmup=0, pipeline_batches=2, device_augment=False)
+    slow_pipeline = dataclasses.replace(result, pipeline_images_per_s_workers=result.train_images_per_s / 2)
+    fast_pipeline = dataclasses.replace(result, pipeline_images_per_s_workers=result.train_images_per_s * 2)
+    assert slow_pipeline.limit == "input pipeline" and fast_pipeline.limit == "network"
+    assert "limited by the input pipeline" in slow_pipeline.format()
+    with pytest.raises(ValueError, match="pipeline_batches >= 1 and workers >= 1"):
+        bench(TINY, workers=-1)
 
 
 def test_bench_names_the_nearest_valid_sizes():

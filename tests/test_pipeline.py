@@ -161,3 +161,35 @@ def test_images_smaller_than_the_output_tile_are_refused():
     images, labels = _image_and_labels(size=20)
     with pytest.raises(ValueError, match="smaller than the output tile"):
         SegmentationDataset(images, labels, tiles=TILES)
+
+
+def test_the_same_seed_gives_the_same_batches_whatever_the_worker_count():
+    """Batches made in parallel (as PyDataset's worker threads make them), in any order, equal the serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images, instances = synthetic_cells(n_images=3, size=64, seed=2)
+    options = dict(tiles=TILES, batch_size=2, tiles_per_epoch=8, seed=4, augmentation=AugmentConfig())
+    serial = SegmentationDataset(images, (instances > 0).astype(np.uint8), **options)
+    parallel = SegmentationDataset(images, (instances > 0).astype(np.uint8), workers=2, **options)
+    expected = [serial[i] for i in range(len(serial))]
+    with ThreadPoolExecutor(2) as pool:
+        got = dict(zip(reversed(range(len(parallel))), pool.map(parallel.__getitem__, reversed(range(len(parallel))))))
+    for index, batch in enumerate(expected):
+        for a, b in zip(batch, got[index]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(expected[0][0], expected[1][0])
+
+
+def test_the_training_default_is_the_fast_warp():
+    assert AugmentConfig().method == "auto" and AugmentConfig().sample_options()["method"] == "auto"
+    with pytest.raises(ValueError, match="AugmentConfig.method must be one of"):
+        AugmentConfig(method="gpu")
+    images, instances = synthetic_cells(n_images=2, size=64, seed=1)
+    batches = [
+        SegmentationDataset(images, (instances > 0).astype(np.uint8), tiles=TILES, batch_size=2, seed=3,
+                            augmentation=AugmentConfig(method=method))[0]
+        for method in ("auto", "opencv", "scipy")
+    ]
+    np.testing.assert_array_equal(batches[0][0], batches[1][0])
+    assert not np.array_equal(batches[0][0], batches[2][0])
+    assert np.abs(batches[0][0] - batches[2][0]).mean() * 255 < 2  # the same draws, another resampler

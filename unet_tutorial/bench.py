@@ -7,7 +7,16 @@ limits training:
   device (the network alone, forward + backward + SGD update);
 * inference images/s: ``model.predict_on_batch`` on the same batch;
 * pipeline images/s: ``SegmentationDataset`` preparing batches (tile cutting,
-  augmentation) in this process, one worker, on synthetic 512x512 images.
+  augmentation, with the config's ``AugmentConfig``) on synthetic images, per
+  worker with the fast warp (OpenCV, single-threaded: one core) and with the
+  reference warp (scipy), side by side in one run, and with ``workers``
+  threads (what ``PyDataset`` workers do: call ``dataset[i]`` in parallel);
+* on-device augmentation: ``augment_device.DeviceAugment`` on a batch already on
+  the device, compiled as Keras compiles a step (``predict_on_batch``), as a
+  fraction of the network's train step.
+
+The report names the bound: the network's train images/s against the
+pipeline's images/s with the given workers.
 
 Both network figures exclude warm-up steps (tracing/compilation) and read the
 clock only after the step's results are back on the host: ``train_on_batch`` and
@@ -24,6 +33,8 @@ are left out (a few per cent). Training is counted as 3x the forward pass
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import dataclasses
 import sys
 import time
@@ -56,15 +67,46 @@ class BenchResult:
     forward_gflops_per_image: float  # convolution FLOPs of one forward pass, 1e9
     train_images_per_s: float
     inference_images_per_s: float
-    pipeline_images_per_s: float  # one worker, in this process
+    pipeline_images_per_s: float  # one worker (one core), the default (fast) warp
     train_tflops_per_s: float  # achieved: 3 x forward FLOPs x train images/s
     inference_tflops_per_s: float  # achieved: forward FLOPs x inference images/s
+    pipeline_reference_images_per_s: float = 0.0  # one worker, the reference (scipy) warp, same run
+    pipeline_workers: int = 1  # workers of the last figure
+    pipeline_images_per_s_workers: float = 0.0  # with pipeline_workers threads
+    pipeline_batches: int = 0  # batches timed per pipeline figure
+    elastic: bool = True  # whether the measured augmentation had the elastic deformation
+    device_augment_images_per_s: float = 0.0  # augment_device on the device, compiled; 0 = not measured
+    device_augment_fraction: float = 0.0  # its time as a fraction of one train step
+
+    @property
+    def pipeline_speedup(self) -> float:
+        """Per worker: the fast warp's samples/s over the reference's (goal: 10x and more)."""
+        return self.pipeline_images_per_s / self.pipeline_reference_images_per_s if self.pipeline_reference_images_per_s else 0.0
+
+    @property
+    def limit(self) -> str:
+        """What bounds training with ``pipeline_workers`` workers: "input pipeline" or "network"."""
+        rate = self.pipeline_images_per_s_workers or self.pipeline_images_per_s
+        return "input pipeline" if rate < self.train_images_per_s else "network"
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "pipeline_speedup": self.pipeline_speedup, "limit": self.limit}
 
     def format(self) -> str:
-        limit = "input pipeline" if self.pipeline_images_per_s < self.train_images_per_s else "network"
+        warp = "" if self.elastic else " (no elastic deformation in this config)"
+        cores_needed = self.train_images_per_s / self.pipeline_images_per_s if self.pipeline_images_per_s else 0.0
+        lines = [
+            f"  pipeline:   {self.pipeline_images_per_s:10.2f} images/s per worker, fast warp (OpenCV, 1 core){warp}",
+            f"              {self.pipeline_reference_images_per_s:10.2f} images/s per worker, reference warp (scipy): "
+            f"new/old = {self.pipeline_speedup:.1f}x",
+            f"              {self.pipeline_images_per_s_workers:10.2f} images/s with {self.pipeline_workers} worker(s); "
+            f"16 cores at the per-worker rate: ~{16 * self.pipeline_images_per_s:.0f} images/s; feeding this "
+            f"network needs ~{cores_needed:.1f} workers",
+        ]
+        if self.device_augment_images_per_s:
+            lines.append(f"  on-device augmentation: {self.device_augment_images_per_s:10.2f} images/s = "
+                         f"{100 * self.device_augment_fraction:.1f}% of a train step")
+        lines.append(f"  bound: training is limited by the {self.limit} ({self.pipeline_workers} worker(s))")
         return "\n".join(
             [
                 f"U-Net bench: preset {self.preset}, {self.input_size}x{self.input_size} -> "
@@ -74,8 +116,9 @@ class BenchResult:
                 f"{self.forward_gflops_per_image:.2f} GFLOP per image forward",
                 f"  training:   {self.train_images_per_s:10.2f} images/s  ({self.train_tflops_per_s:.4f} TFLOP/s)",
                 f"  inference:  {self.inference_images_per_s:10.2f} images/s  ({self.inference_tflops_per_s:.4f} TFLOP/s)",
-                f"  pipeline:   {self.pipeline_images_per_s:10.2f} images/s  (1 worker; training is limited by the {limit})",
-                f"  timed steps: {self.steps} after warm-up",
+                *lines,
+                f"  timed steps: {self.steps} after warm-up; {self.pipeline_batches} pipeline batches per figure "
+                "(a shared machine is noisy: compare figures of one run)",
             ]
         )
 
@@ -140,6 +183,8 @@ def bench(
     steps: int = 10,
     warmup: int = 2,
     pipeline_batches: int | None = None,
+    workers: int | None = None,
+    device_augment: bool = True,
     seed: int = 0,
 ) -> BenchResult:
     """Measure training, inference and input-pipeline throughput of a config on the active backend.
@@ -151,7 +196,9 @@ def bench(
             the config's ``mixed_precision``).
         jit_compile: "auto", "true" or "false" (default: the config's).
         steps, warmup: timed and untimed (compilation) steps per measurement.
-        pipeline_batches: batches timed for the pipeline (default: ``steps``).
+        pipeline_batches: batches timed per pipeline figure (default: ``steps``).
+        workers: worker threads of the last pipeline figure (default: the config's).
+        device_augment: also time ``augment_device.DeviceAugment`` on the device.
 
     Returns:
         :class:`BenchResult`; ``print(result.format())`` for a readable table.
@@ -178,6 +225,10 @@ def bench(
         raise ValueError(f"jit_compile must be 'auto', 'true' or 'false', got {jit_compile!r}.")
     if steps < 1 or warmup < 0 or batch_size < 1:
         raise ValueError(f"need steps >= 1, warmup >= 0 and batch_size >= 1; got {steps}, {warmup}, {batch_size}.")
+    pipeline_batches = int(pipeline_batches or steps)
+    workers = int(workers or config.workers)
+    if pipeline_batches < 1 or workers < 1:
+        raise ValueError(f"need pipeline_batches >= 1 and workers >= 1; got {pipeline_batches}, {workers}.")
     try:
         output_size = shapes.output_size(input_size, depth=config.depth, padding=config.padding)
     except ValueError as error:
@@ -208,16 +259,26 @@ def bench(
     train_seconds = _timed(lambda: model.train_on_batch(x, y, sample_weight=w), steps, warmup)
     inference_seconds = _timed(lambda: model.predict_on_batch(x), steps, warmup)
 
-    # The input pipeline alone, with the config's augmentation, on 512x512 images.
+    # The augmentation on the device, compiled, on a batch already there (T x T labels and weights).
+    device_rate = 0.0
+    if device_augment:
+        device_rate = steps * batch_size / _device_augment_seconds(config, x, steps, warmup, seed)
+
+    # The input pipeline alone, with the config's augmentation, on 512x512 images:
+    # per worker with the fast and the reference warp, then with `workers` threads.
     size = max(512, output_size)
     images, instances = synthetic_cells(n_images=4, size=size, n_cells=40, seed=seed)
     tiles = dataclasses.replace(config.tiles, tile_size=input_size)
     dataset = SegmentationDataset(
         images, (instances > 0).astype(np.uint8), instances=instances, tiles=tiles,
-        augmentation=config.augmentation, batch_size=batch_size,
-        tiles_per_epoch=batch_size * ((pipeline_batches or steps) + 1), seed=seed,
+        augmentation=config.augmentation, batch_size=batch_size, tiles_per_epoch=batch_size * (pipeline_batches + 1),
+        seed=seed,
     )
-    pipeline_seconds = _timed(_Batches(dataset), len(dataset) - 1, 1)
+    fast = dataclasses.replace(config.augmentation, method="opencv")
+    reference = dataclasses.replace(config.augmentation, method="scipy")
+    pipeline_rate = _pipeline_rate(dataset, fast, 1)
+    reference_rate = _pipeline_rate(dataset, reference, 1)
+    workers_rate = _pipeline_rate(dataset, fast, workers)
 
     flops = conv_flops(model)
     train_rate = steps * batch_size / train_seconds
@@ -227,21 +288,56 @@ def bench(
         output_size=output_size, batch_size=batch_size, dtype_policy=dtype_policy, jit_compile=jit_compile,
         parameters=int(sum(np.prod(v.shape) for v in model.trainable_weights)), steps=steps,
         forward_gflops_per_image=flops / 1e9, train_images_per_s=train_rate, inference_images_per_s=inference_rate,
-        pipeline_images_per_s=(len(dataset) - 1) * batch_size / pipeline_seconds,
+        pipeline_images_per_s=pipeline_rate,
         train_tflops_per_s=3 * flops * train_rate / 1e12, inference_tflops_per_s=flops * inference_rate / 1e12,
+        pipeline_reference_images_per_s=reference_rate, pipeline_workers=workers,
+        pipeline_images_per_s_workers=workers_rate, pipeline_batches=pipeline_batches,
+        elastic=config.augmentation.enabled and config.augmentation.elastic,
+        device_augment_images_per_s=device_rate, device_augment_fraction=train_rate / device_rate if device_rate else 0.0,
     )
 
 
-class _Batches:
-    """Calling it returns the dataset's next batch (batch 0 first: the warm-up)."""
+@contextlib.contextmanager
+def _opencv_threads(count: int):
+    """OpenCV's own thread pool set to ``count`` threads for a while (1: a worker uses one core)."""
+    import cv2  # noqa: PLC0415
 
-    def __init__(self, dataset):
-        self.dataset, self.index = dataset, 0
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
-    def __call__(self):
-        batch = self.dataset[self.index]
-        self.index += 1
-        return batch
+
+def _pipeline_rate(dataset, augmentation, workers: int) -> float:
+    """Images/s of ``dataset`` with ``augmentation``, its batches made by ``workers`` threads (batch 0: warm-up).
+
+    ``PyDataset`` workers do the same: threads that call ``dataset[i]``; the
+    batch of an index depends only on (seed, epoch, index), not on the worker.
+    """
+    dataset.augmentation = augmentation
+    with _opencv_threads(1):
+        dataset[0]
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(dataset.__getitem__, range(1, len(dataset))))
+        seconds = time.perf_counter() - started
+    return (len(dataset) - 1) * dataset.batch_size / seconds
+
+
+def _device_augment_seconds(config: TrainConfig, x, steps: int, warmup: int, seed: int) -> float:
+    """Seconds for ``steps`` compiled ``DeviceAugment`` calls on the batch ``x`` (and its labels and weights)."""
+    import keras  # noqa: PLC0415
+
+    from .augment_device import DeviceAugment  # noqa: PLC0415
+
+    batch, size = x.shape[0], x.shape[1]
+    inputs = [keras.Input((size, size, 1)), keras.Input((size, size), dtype="int32"), keras.Input((size, size))]
+    model = keras.Model(inputs, DeviceAugment(config.augmentation, seed=seed)(inputs))
+    labels = keras.ops.zeros((batch, size, size), "int32")
+    weights = keras.ops.ones((batch, size, size))
+    return _timed(lambda: model.predict_on_batch([x, labels, weights]), steps, warmup)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -256,6 +352,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default=None, help="XLA (default: the preset's)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per figure (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--pipeline-batches", type=int, default=None, help="batches per pipeline figure (default: --steps)")
+    parser.add_argument("--workers", type=int, default=None, help="worker threads of the pipeline (default: the preset's)")
+    parser.add_argument("--no-device-augment", action="store_true", help="skip timing the on-device augmentation")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
 
@@ -264,6 +363,7 @@ def run_bench(args: argparse.Namespace) -> int:
         result = bench(
             args.preset, batch_size=args.batch_size, input_size=args.input_size, dtype_policy=args.dtype_policy,
             jit_compile=args.jit_compile, steps=args.steps, warmup=args.warmup,
+            pipeline_batches=args.pipeline_batches, workers=args.workers, device_augment=not args.no_device_augment,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The four small Keras callbacks of ``train``: stop on NaN, score held-out images, checkpoint, reseed.
+"""The small Keras callbacks of ``train``: stop on NaN, score held-out images, checkpoint, reseed, time budget.
 
 Each does one thing at an epoch (or batch) boundary, so :func:`train.train` can
 be read top to bottom as data, network, callbacks, ``model.fit``.
@@ -20,7 +20,8 @@ import numpy as np
 
 from .files import save_model_atomic, write_json_atomic, write_text_atomic
 
-__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "SeedEachEpoch", "history_csv", "save_model_and_discard"]
+__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "SeedEachEpoch", "TimeBudget", "history_csv",
+           "save_model_and_discard"]
 
 
 def save_model_and_discard(model: keras.Model) -> None:
@@ -180,3 +181,34 @@ class SeedEachEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         keras.utils.set_random_seed(self.seed * 10007 + epoch)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop cleanly at an epoch boundary when the next epoch would end past ``seconds`` (``TrainConfig.time_budget_s``).
+
+    The clock starts at ``started`` (a ``time.perf_counter()`` value; ``train``
+    passes its own start, so loading data and the first held-out score count);
+    the longest epoch so far predicts the next one. Put it after
+    :class:`Checkpoint`: the epoch just finished is saved before ``fit`` stops,
+    and ``train`` returns its history as usual. ``stopped_after`` is the last
+    epoch run (1-based), or None when the budget was never reached.
+    """
+
+    def __init__(self, seconds: float, started: float | None = None):
+        super().__init__()
+        self.seconds, self.started = float(seconds), started
+        self.longest, self.epoch_started, self.stopped_after = 0.0, None, None
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.longest = max(self.longest, now - self.epoch_started)
+        if now - self.started + self.longest > self.seconds:
+            self.model.stop_training = True
+            self.stopped_after = epoch + 1

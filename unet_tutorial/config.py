@@ -40,6 +40,7 @@ OPTIMIZERS = ("sgd", "adam")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
 DISTRIBUTIONS = ("none", "data-parallel")  # distribute.py holds the engines
+AUGMENT_METHODS = ("auto", "opencv", "scipy")  # = augment.METHODS (this module loads no scipy)
 
 
 def dataset_choices() -> tuple[str, ...]:
@@ -135,16 +136,18 @@ class AugmentConfig:
     flip: bool = True  # random flips
     rotate: bool = True  # random 90-degree rotations
     intensity: bool = True  # grey-value jitter
+    method: str = "auto"  # resampler of the warp: "auto" (= "opencv", fast), "opencv" or "scipy" (the reference)
 
     def __post_init__(self):
         _check_types(self)
         _check_range("AugmentConfig", "elastic_grid", self.elastic_grid, 2)
         _check_range("AugmentConfig", "elastic_sigma", self.elastic_sigma, 0.0)
+        _check_choice("AugmentConfig", "method", self.method, AUGMENT_METHODS)
 
     def sample_options(self) -> dict:
         """Keyword arguments of ``augment.augment_sample``."""
         return dict(elastic=self.elastic, flip=self.flip, rotate=self.rotate, intensity=self.intensity,
-                    grid=self.elastic_grid, sigma=self.elastic_sigma)
+                    grid=self.elastic_grid, sigma=self.elastic_sigma, method=self.method)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +194,7 @@ class TrainConfig:
     batch_size: int = 1  # tiles per step (paper: 1 large tile)
     epochs: int = 50  # total epochs, also after a resume
     steps_per_epoch: int = 200  # batches per epoch (tiles per epoch = steps * batch)
+    time_budget_s: float = 0.0  # stop at an epoch's end when the next epoch would pass this many seconds (0 = none)
     seed: int = 0  # seeds weights, tiles, augmentation and dropout
     # -- speed
     mixed_precision: str = "none"  # "none", "mixed_float16" or "mixed_bfloat16"
@@ -274,6 +278,7 @@ def _check_run(config: TrainConfig) -> None:
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}.")
     _check_range(owner, "momentum", config.momentum, 0.0, 1.0, high_open=True)
     _check_range(owner, "dropout", config.dropout, 0.0, 1.0, high_open=True)
+    _check_range(owner, "time_budget_s", config.time_budget_s, 0.0)
 
 
 def _check_own_data(config: TrainConfig) -> None:

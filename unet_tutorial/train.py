@@ -43,12 +43,13 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 
 import keras
 import numpy as np
 
 from . import distribute
-from .callbacks import Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, save_model_and_discard
+from .callbacks import Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, save_model_and_discard
 from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig, add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
@@ -173,7 +174,8 @@ def _check_resumable(config: TrainConfig, saved: dict) -> None:
     batch_size is the global batch, so the maths stay the same.
     """
     current = dataclasses.asdict(config)
-    may_change = ("epochs", "output_dir", "workers", "use_multiprocessing", "distribution", "num_devices")
+    may_change = ("epochs", "output_dir", "workers", "use_multiprocessing", "distribution", "num_devices",
+                  "time_budget_s")
     differing = [
         f"{key}: saved {saved.get(key)!r}, now {value!r}"
         for key, value in current.items()
@@ -196,6 +198,11 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         data_dir: folder holding the datasets (``datasets.data_dir``).
         verbose: Keras ``fit`` verbosity ("auto": a progress bar).
 
+    With ``config.time_budget_s > 0`` training stops at the end of the first
+    epoch after which the next would pass the budget (seconds of this call);
+    that epoch's checkpoint stays, ``--resume`` continues from it, and the
+    history returned ends there.
+
     Returns:
         The history: ``{"epoch": [1, ..., epochs], "loss": [...],
         "val_pixel_error": [...], "val_cross_entropy": [...],
@@ -209,6 +216,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
             a config that differs from the saved run's, bad data, devices that
             do not fit ``distribution`` (e.g. a batch they cannot share equally).
     """
+    started = time.perf_counter()  # config.time_budget_s counts from here
     output_dir = pathlib.Path(config.output_dir)
     state = read_state(output_dir) if resume else None
     if state is not None:
@@ -262,6 +270,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     callbacks.append(
         Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
     )
+    if config.time_budget_s > 0:  # after Checkpoint: the last finished epoch is saved before fit stops
+        callbacks.append(TimeBudget(config.time_budget_s, started))
 
     # 4. Fit (data-parallel: each device gets its own slice of every global batch).
     if initial_epoch < config.epochs:

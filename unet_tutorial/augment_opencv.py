@@ -1,0 +1,80 @@
+"""The fast CPU warp of the elastic deformation: OpenCV's ``cv2.remap`` (``augment.elastic_deform(method="opencv")``).
+
+The reference, ``scipy.ndimage.map_coordinates`` with cubic splines in float64,
+takes about a tenth of a second for one 572 x 572 tile; ``cv2.remap`` does the
+same warp in a few milliseconds. What differs, and why it does not matter:
+
+* the image is interpolated with bicubic convolution (``INTER_CUBIC``, Keys'
+  kernel with a = -0.75; the paper names "bicubic interpolation") instead of
+  cubic splines, in float32, with the sub-pixel position rounded to 1/32
+  pixel: on a smooth image the two differ by a fraction of a grey level;
+* labels and weights are taken from the nearest pixel (``INTER_NEAREST``), as
+  in the reference, so labels keep exactly their class values;
+* outside the image ``BORDER_REFLECT_101`` mirrors without repeating the edge
+  pixel (``dcb|abcd|cba``): the same rule as scipy's ``mode="mirror"`` and
+  ``tiling.mirror_pad``.
+
+The displacement field itself comes from ``augment.displacement_field``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["remap_sample"]
+
+BORDER = cv2.BORDER_REFLECT_101  # = scipy's mode="mirror": the edge pixel is not repeated
+_REMAP_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)  # what cv2.remap takes
+
+
+def _maps(field: np.ndarray):
+    """``cv2.remap``'s float32 maps (x, y) of the positions to read: pixel + displacement."""
+    dy, dx = field.astype(np.float32, copy=False)
+    height, width = dy.shape
+    map_x = dx + np.arange(width, dtype=np.float32)[None, :]
+    map_y = dy + np.arange(height, dtype=np.float32)[:, None]
+    return map_x, map_y
+
+
+def _remap_image(image: np.ndarray, map_x, map_y) -> np.ndarray:
+    """Bicubic warp of every channel; clipped to the input's range (the cubic overshoots), ints rounded back."""
+    planes = image[..., None] if image.ndim == 2 else image
+    low, high = planes.min(), planes.max()
+    out = np.empty(planes.shape, np.float32)
+    for first in range(0, planes.shape[-1], 4):  # cv2.remap takes up to 4 channels at a time
+        channels = np.ascontiguousarray(planes[..., first : first + 4], dtype=np.float32)
+        warped = cv2.remap(channels, map_x, map_y, cv2.INTER_CUBIC, borderMode=BORDER)
+        out[..., first : first + 4] = warped.reshape(channels.shape)  # cv2 drops a single channel's axis
+    np.clip(out, low, high, out=out)
+    if np.issubdtype(image.dtype, np.integer):
+        np.rint(out, out=out)
+    out = out.astype(image.dtype, copy=False)
+    return out[..., 0] if image.ndim == 2 else out
+
+
+def _remap_nearest(array: np.ndarray, map_x, map_y) -> np.ndarray:
+    """Nearest-neighbour warp: every output value is one of the input values, in the input's dtype."""
+    work = array
+    if array.dtype not in _REMAP_DTYPES:  # bool, int8, int64, ...: through int32 or float64, values unchanged
+        if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+            if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+                raise ValueError(f"labels must fit in int32 for the OpenCV warp, got values up to {array.max()}.")
+            work = array.astype(np.int32)
+        else:
+            work = array.astype(np.float64)
+    out = cv2.remap(np.ascontiguousarray(work), map_x, map_y, cv2.INTER_NEAREST, borderMode=BORDER)
+    return out.astype(array.dtype, copy=False)
+
+
+def remap_sample(image: np.ndarray, labels: np.ndarray, weights, field: np.ndarray):
+    """Warp image (bicubic), labels and weights (nearest) with the displacement ``field`` (2, H, W).
+
+    Output pixel (y, x) takes the input at (y + dy, x + dx). Returns
+    (image, labels, weights) with the input shapes and dtypes; weights None if not given.
+    """
+    map_x, map_y = _maps(field)
+    warped_image = _remap_image(image, map_x, map_y)
+    warped_labels = _remap_nearest(labels, map_x, map_y)
+    warped_weights = None if weights is None else _remap_nearest(weights, map_x, map_y)
+    return warped_image, warped_labels, warped_weights
