@@ -53,7 +53,7 @@ def test_the_parts_of_a_config_are_its_own_fields():
     assert made.augmentation == AugmentConfig(enabled=True, elastic=False, elastic_sigma=7.0, flip=False)
     assert made.weighting == WeightMapConfig(w0=3.0, sigma=5.0, class_balance=True)
     assert made.augmentation.sample_options() == dict(elastic=False, flip=False, rotate=True, intensity=True,
-                                                       grid=3, sigma=7.0)
+                                                       grid=3, sigma=7.0, method="auto")
 
 
 def test_the_whole_image_tile_covers_the_image_with_one_output():
