@@ -110,3 +110,17 @@ def test_the_command_line_starts_without_keras():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "LOADED []" in result.stdout
+
+
+def test_the_paper_preset_names_where_it_departs_from_the_paper_and_offers_its_cheap_choices():
+    import inspect
+
+    paper = config.PRESETS["paper"]
+    assert paper.upconv_init == "paper" and paper.class_balance_over == "training-set"
+    source = inspect.getsource(config)
+    for departure in ("6 of the 30 ISBI slices", "learning rate", "Flips, 90-degree rotations", "mean over pixels"):
+        assert departure in source
+    with pytest.raises(ValueError, match="class_balance_over must be one of"):
+        TrainConfig(class_balance_over="batch")
+    with pytest.raises(ValueError, match="upconv_init must be one of"):
+        TrainConfig(upconv_init="zeros")

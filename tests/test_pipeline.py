@@ -163,6 +163,21 @@ def test_images_smaller_than_the_output_tile_are_refused():
         SegmentationDataset(images, labels, tiles=TILES)
 
 
+def test_class_balance_over_the_training_set_uses_one_pair_of_class_weights():
+    """The paper's w_c: the class frequencies of the whole training set, not of each image."""
+    images = np.zeros((2, 64, 64), np.float32)
+    labels = np.zeros((2, 64, 64), np.uint8)
+    labels[0, :16] = 1  # a quarter cell
+    labels[1, :48] = 1  # three quarters cell
+    flat = WeightMapConfig(w0=0.0, class_balance_over="training-set")
+    dataset = SegmentationDataset(images, labels, tiles=TILES, weighting=flat)
+    # half of all training pixels are cell: both classes get weight 1 in both images
+    np.testing.assert_allclose(dataset.weights[0], 1.0)
+    np.testing.assert_allclose(dataset.weights[1], 1.0)
+    per_image = SegmentationDataset(images, labels, tiles=TILES, weighting=WeightMapConfig(w0=0.0))
+    assert per_image.weights[0][0, 0] == pytest.approx(2.0)  # the rarer class of that image counts double
+
+
 def test_the_same_seed_gives_the_same_batches_whatever_the_worker_count():
     """Batches made in parallel (as PyDataset's worker threads make them), in any order, equal the serial ones."""
     from concurrent.futures import ThreadPoolExecutor

@@ -40,7 +40,7 @@ from scipy import ndimage
 from .augment import augment_sample
 from .config import AugmentConfig, TileConfig, WeightMapConfig
 from .tiling import mirror_pad
-from .weights import weight_map
+from .weights import class_balance_weights, weight_map
 
 __all__ = ["SegmentationDataset", "synthetic_cells"]
 
@@ -226,13 +226,21 @@ class SegmentationDataset(keras.utils.PyDataset):
             return [class_weight_map(label, self.n_classes, None if instances is None else instances[i], w0=weighting.w0,
                                      sigma=weighting.sigma, class_balance=weighting.class_balance)
                     for i, label in enumerate(self.labels)]
+        over_training_set = weighting.class_balance and weighting.class_balance_over == "training-set"
         result = []
         for i, label in enumerate(self.labels):
             cells = np.asarray(instances[i]) if instances is not None else _derived_instances(label)
             if cells.shape != label.shape:
                 raise ValueError(f"instances[{i}] has shape {cells.shape}, expected the labels' {label.shape}.")
             result.append(weight_map(cells, w0=weighting.w0, sigma=weighting.sigma,
-                                     class_balance=weighting.class_balance))
+                                     class_balance=weighting.class_balance and not over_training_set))
+        if over_training_set:  # w_c from the class frequencies of all training images (the paper's wording)
+            foreground = [label > 0 for label in self.labels]
+            every = np.concatenate([mask.ravel() for mask in foreground])
+            balance = class_balance_weights(every)  # the same formula as per image, over all training pixels
+            w_foreground, w_background = balance[every].max(initial=1.0), balance[~every].max(initial=1.0)
+            result = [weight - 1.0 + np.where(mask, w_foreground, w_background).astype(np.float32)
+                      for weight, mask in zip(result, foreground)]
         return result
 
     # -- PyDataset interface -----------------------------------------------------

@@ -155,6 +155,7 @@ def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2) -
         model = build_unet(
             input_shape=(None, None, channels), n_classes=n_classes, base_filters=config.base_filters, depth=config.depth,
             padding=config.padding, dropout=config.dropout, batch_norm=config.batch_norm,
+            upconv_init=config.upconv_init,
         )
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -174,6 +175,8 @@ def _check_resumable(config: TrainConfig, saved: dict) -> None:
     batch_size is the global batch, so the maths stay the same.
     """
     current = dataclasses.asdict(config)
+    # A field the saved run does not name did not exist yet: it had the default value.
+    saved = {field.name: field.default for field in dataclasses.fields(TrainConfig)} | saved
     may_change = ("epochs", "output_dir", "workers", "use_multiprocessing", "distribution", "num_devices",
                   "time_budget_s")
     differing = [
