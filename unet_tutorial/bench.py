@@ -276,8 +276,7 @@ def bench(
     )
     fast = dataclasses.replace(config.augmentation, method="opencv")
     reference = dataclasses.replace(config.augmentation, method="scipy")
-    pipeline_rate = _pipeline_rate(dataset, fast, 1)
-    reference_rate = _pipeline_rate(dataset, reference, 1)
+    pipeline_rate, reference_rate = _side_by_side_rates(dataset, fast, reference)
     workers_rate = _pipeline_rate(dataset, fast, workers)
 
     flops = conv_flops(model)
@@ -308,6 +307,23 @@ def _opencv_threads(count: int):
         yield
     finally:
         cv2.setNumThreads(previous)
+
+
+def _side_by_side_rates(dataset, first, second) -> tuple[float, float]:
+    """Images/s of ``dataset`` with two augmentations, one worker, batch by batch in turn (the same load on both)."""
+    seconds = [0.0, 0.0]
+    with _opencv_threads(1):
+        for augmentation in (first, second):  # warm-up
+            dataset.augmentation = augmentation
+            dataset[0]
+        for index in range(1, len(dataset)):
+            for k, augmentation in enumerate((first, second)):
+                dataset.augmentation = augmentation
+                started = time.perf_counter()
+                dataset[index]
+                seconds[k] += time.perf_counter() - started
+    images = (len(dataset) - 1) * dataset.batch_size
+    return images / seconds[0], images / seconds[1]
 
 
 def _pipeline_rate(dataset, augmentation, workers: int) -> float:
