@@ -22,8 +22,6 @@ import sys
 
 import numpy as np
 
-from . import metrics
-from .annotations import ignore_regions
 from .config import TileConfig
 from .files import write_text_atomic
 from .manifest import dataset_names
@@ -160,6 +158,8 @@ def _load_truth(dataset: str, sequence: str, data_dir):
         data = datasets.load_isbi2012(data_dir)
         return data.images, data.labels, None
     data = datasets.load_ctc(dataset, sequence, data_dir)
+    from .annotations import ignore_regions  # noqa: PLC0415 (scipy loads only when data is scored)
+
     return data.images, data.masks, ignore_regions(data.masks, data.markers)
 
 
@@ -201,6 +201,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from . import metrics  # noqa: PLC0415 (the command line's options load without scipy)
+
     config = saved_config(args.model)
     fold, folds = args.fold, args.folds
     same_data = bool(config) and config.get("dataset") == args.dataset

@@ -21,7 +21,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .files import write_atomic
-from .metrics import check_probabilities
 
 __all__ = ["Predictions", "save_predictions", "load_predictions"]
 
@@ -50,6 +49,8 @@ def save_predictions(path, probabilities, slices=None, *, compact: bool = False,
     """
     path = pathlib.Path(path)
     _check_suffix(path, "write")
+    from .segments import check_probabilities  # noqa: PLC0415 (imports scipy; the CLI's options do not need it)
+
     probabilities = check_probabilities(probabilities)
     if probabilities.ndim == 2:
         probabilities = probabilities[None]
@@ -104,4 +105,6 @@ def load_predictions(path) -> Predictions:
         probabilities = probabilities[None]
     if probabilities.ndim not in (3, 4):
         raise ValueError(f"{path}: expected (N, H, W) or (N, H, W, K) probabilities, got shape {probabilities.shape}.")
+    from .segments import check_probabilities  # noqa: PLC0415
+
     return Predictions(check_probabilities(probabilities, str(path)), slices, metadata)
