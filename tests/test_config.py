@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from unet_tutorial import config, splits
+from unet_tutorial import config, config_cli, splits
 from unet_tutorial.config import AugmentConfig, TileConfig, TrainConfig, WeightMapConfig
 
 
@@ -73,18 +73,18 @@ def _valid(size, depth, padding):
 
 
 def test_overrides_are_read_like_the_train_command_line_reads_them():
-    made, overrides = config.config_from_overrides("cpu-tiny", ["elastic=false", "learning-rate=0.5", "epochs=3"])
+    made, overrides = config_cli.config_from_overrides("cpu-tiny", ["elastic=false", "learning-rate=0.5", "epochs=3"])
     assert overrides == {"elastic": False, "learning_rate": 0.5, "epochs": 3}
     assert made == TrainConfig.preset("cpu-tiny", elastic=False, learning_rate=0.5, epochs=3)
     parser = argparse.ArgumentParser()
-    config.add_train_arguments(parser)
-    from_cli = config.config_from_args(parser.parse_args(
+    config_cli.add_train_arguments(parser)
+    from_cli = config_cli.config_from_args(parser.parse_args(
         ["--preset", "cpu-tiny", "--elastic", "false", "--learning-rate", "0.5", "--epochs", "3"]))
     assert from_cli == made
     for bad, message in ((["epochs=abc"], "epochs"), (["speed=3"], "unknown TrainConfig field 'speed'"),
                          (["epochs"], "FIELD=VALUE"), (["dataset=isbi2012"], "set by the run itself")):
         with pytest.raises(ValueError, match=message):
-            config.config_from_overrides("cpu-tiny", bad, reserved=("dataset",))
+            config_cli.config_from_overrides("cpu-tiny", bad, reserved=("dataset",))
 
 
 def test_held_out_split_is_contiguous_blocks_and_the_other_callers_agree():

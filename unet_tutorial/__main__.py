@@ -16,7 +16,7 @@ import sys
 # sub-command -> (module with its options, module that runs it, one-line help)
 SUBCOMMANDS = {
     "fetch": ("unet_tutorial.datasets", "unet_tutorial.datasets", "download a dataset (or check a local mirror)"),
-    "train": ("unet_tutorial.config", "unet_tutorial.train",
+    "train": ("unet_tutorial.config_cli", "unet_tutorial.train",
               "train a U-Net from a preset config, on a dataset or your own folders of images and masks"),
     "evaluate": ("unet_tutorial.evaluate", "unet_tutorial.evaluate",
                  "score a model with the paper's metrics (Tables 1 and 2)"),

@@ -10,7 +10,7 @@ the results, ``reproduce`` ties the three together.
 
 Every option is checked here, before any step starts, so a typo fails in a
 second rather than after minutes of training. The ``--isbi-set`` /
-``--ctc-set FIELD=VALUE`` overrides are read by ``config.config_from_overrides``,
+``--ctc-set FIELD=VALUE`` overrides are read by ``config_cli.config_from_overrides``,
 the same reading as ``train``'s ``--field value`` options.
 
 This module imports neither Keras nor JAX: ``reproduce --help`` and
@@ -27,7 +27,8 @@ import shlex
 import shutil
 import tempfile
 
-from .config import TrainConfig, config_from_overrides
+from .config import TrainConfig
+from .config_cli import config_from_overrides
 from .manifest import ctc_dataset_names
 
 __all__ = ["SCALES", "Scale", "Step", "add_reproduce_arguments", "build_parser", "check_args", "parse_args",

@@ -50,7 +50,8 @@ import numpy as np
 
 from . import distribute
 from .callbacks import Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, save_model_and_discard
-from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig, add_train_arguments, config_from_args, read_state
+from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig
+from .config_cli import add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
 from .splits import held_out_files, held_out_split
