@@ -293,3 +293,18 @@ def test_the_package_names_the_repository_of_config_yml(repo_root):
     for chapter in sorted((repo_root / "book").glob("*/*.md")):
         for url in re.findall(r"https://raw\.githubusercontent\.com/[^\"'\s)]+", chapter.read_text(encoding="utf-8")):
             assert url.startswith(book.raw_url("")), f"{chapter.name}: {url} is not in {book.REPOSITORY_URL}"
+
+
+def test_static_weight_map_colour_scale_is_the_largest_weight_shown():
+    """The paper's w0=10, sigma=5 map is not drawn dark: the shared scale ends at the largest weight of any map."""
+    import re
+
+    from unet_tutorial.weights import instances_from_isbi, weight_map
+
+    _, labels, _ = _cells()
+    view = widgets.static_weight_map_explorer(labels, w0_values=(0.0, 10.0, 20.0), sigma_values=(2.0, 5.0), size=32)
+    label = view.children[1].children[1].children[1].children[0].value  # w0=10, sigma=5
+    shown, scale = map(float, re.search(r"weight max <b>([\d.]+)</b> \(colour scale 0 … ([\d.]+)\)", label).groups())
+    largest = max(float(weight_map(instances_from_isbi(labels), w0=a, sigma=s).max()) for a in (0.0, 10.0, 20.0) for s in (2.0, 5.0))
+    assert scale == pytest.approx(largest, abs=0.05)
+    assert shown / scale > 0.4

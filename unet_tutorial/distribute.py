@@ -298,7 +298,14 @@ def _mirrored_strategy(devices: tuple[str, ...]):
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    return tf.distribute.MirroredStrategy(devices=list(devices))
+    # Its "INFO:tensorflow:Using MirroredStrategy with devices ..." line is chatter, not a result.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        return tf.distribute.MirroredStrategy(devices=list(devices))
+    finally:
+        logger.setLevel(level)
 
 
 def _tf_config_workers() -> int:

@@ -25,8 +25,13 @@ __all__ = ["static_elastic_explorer", "static_stack_browser", "static_threshold_
 
 
 def titled(title: str, child) -> widgets.VBox:
-    """A panel with a bold title above it (the live viewers use it too)."""
-    return widgets.VBox([widgets.HTML(f"<b>{title}</b>"), child])
+    """A panel with a bold title above it (the live viewers use it too).
+
+    The title wraps within one panel's width and panels keep a gap between
+    them, so that the titles of panels side by side never run together.
+    """
+    heading = widgets.HTML(f'<div style="white-space: normal; line-height: 1.3; max-width: {PANEL_PX}px"><b>{title}</b></div>')
+    return widgets.VBox([heading, child], layout=widgets.Layout(margin="0 16px 8px 0"))
 
 
 def _image_widget(array, size=None, fmt="png", width=PANEL_PX, quality: int = 65) -> widgets.Image:
@@ -138,10 +143,16 @@ def static_threshold_explorer(membrane, labels, images=None, thresholds=None, ti
 
 def static_weight_map_explorer(labels, w0_values=(0.0, 5.0, 10.0, 20.0), sigma_values=(2.0, 5.0, 10.0),
                                instances: bool = False, size: int = 224) -> widgets.VBox:
-    """Kernel-free weight-map explorer: w0 and sigma sliders over precomputed maps (same colour scale)."""
+    """Kernel-free weight-map explorer: w0 and sigma sliders over precomputed maps.
+
+    All maps share one colour scale, from 0 to the largest weight of any of
+    them, so that the maps can be compared and none is dark for a scale set
+    far above its values.
+    """
     labels = np.asarray(labels)
     cells = labels.astype(np.int32) if instances else instances_from_isbi(labels)
-    vmax = 1.0 + 2.0 * max(w0_values)
+    maps = {(a, s): weight_map(cells, w0=a, sigma=s) for a in w0_values for s in sigma_values}
+    vmax = max(float(m.max()) for m in maps.values())
     w0 = widgets.SelectionSlider(options=[f"{v:g}" for v in w0_values], value=f"{w0_values[min(2, len(w0_values) - 1)]:g}",
                                  description="w0")
     sigma = widgets.SelectionSlider(options=[f"{v:g}" for v in sigma_values],
@@ -150,9 +161,9 @@ def static_weight_map_explorer(labels, w0_values=(0.0, 5.0, 10.0, 20.0), sigma_v
     for a in w0_values:
         row = []
         for s in sigma_values:
-            weights = weight_map(cells, w0=a, sigma=s)
+            weights = maps[a, s]
             row.append(widgets.VBox([
-                widgets.HTML(f"w0={a:g}, σ={s:g}: weight max <b>{weights.max():.2f}</b> (colour scale 0 … {vmax:g})"),
+                widgets.HTML(f"w0={a:g}, σ={s:g}: weight max <b>{weights.max():.2f}</b> (colour scale 0 … {vmax:.1f})"),
                 _image_widget(colormap_rgb(weights, 0.0, vmax, "magma"), size, "png", width=2 * PANEL_PX)]))
         grid.append(row)
     return widgets.VBox([widgets.HBox([w0, sigma]), _grid_stack(grid, w0, sigma)])
