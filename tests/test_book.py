@@ -290,3 +290,111 @@ def test_diagram_follows_the_model_it_is_given():
     not_a_unet = keras.Model(inputs, keras.layers.MaxPooling2D(2)(keras.layers.Conv2D(4, 3)(inputs)))
     with pytest.raises(ValueError, match="does not look like a U-Net"):
         plots.unet_feature_maps(not_a_unet)
+
+
+# ---------------------------------------------------------------------------
+# Reading the book: the extensions of book/_ext and the Korean prose around inserted numbers.
+
+EXT = BOOK / "_ext"
+# A particle whose form depends on how the word before it ends (받침): 를/을, 는/은, 가/이, 로/으로, 와/과.
+PARTICLE_AFTER_GLUE = re.compile(r"\{glue(?::text)?\}`([^`]+)`(를|을|는|은|가|이(?![다고며지었므라란])|으로|로|와|과)")
+
+
+def _extension(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, EXT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def particles_after_inserted_numbers(text: str) -> list[str]:
+    """Inserted values followed by a particle that depends on the value's last sound (a percentage ends in 퍼센트: fine)."""
+    return [m.group(0) for m in PARTICLE_AFTER_GLUE.finditer(text) if not m.group(1).endswith("%")]
+
+
+def test_korean_particles_do_not_depend_on_an_inserted_number():
+    wrong = [f"{page.name}: {found}" for page in pages("ko") for found in particles_after_inserted_numbers(page.read_text(encoding="utf-8"))]
+    assert wrong == [], "rewrite these so the particle does not depend on the number (e.g. 'A, B입니다' or 'A(B)는')"
+
+
+def test_particle_check_flags_a_number_before_reul():
+    assert particles_after_inserted_numbers("오차 {glue:text}`err:.4f`를 얻었습니다") == ["{glue:text}`err:.4f`를"]
+    assert particles_after_inserted_numbers("{glue:text}`slice`는") == ["{glue:text}`slice`는"]
+    assert particles_after_inserted_numbers("{glue:text}`err:.4f`입니다, {glue:text}`share:.1%`를") == []
+
+
+def test_korean_search_indexes_words_without_their_particles():
+    pytest.importorskip("kiwipiepy", reason="pip install -e '.[book]'")
+    search = _extension("korean_search").SearchKoreanEnglish({})
+    words = {search.stem(word).lower() for word in search.split("모델을 학습합니다. 네트워크가 가중치 맵(weight map)을 분할했습니다.")}
+    assert {"모델", "학습", "네트워크", "가중치", "분할", "weight", "map"} <= words
+    assert "모델을" in words  # the whole eojeol is indexed too, as Sphinx would
+    assert {search.stem(w) for w in search.split("segmentations of cells")} == {"segment", "of", "cell"}  # English stems
+
+
+def test_korean_words_adds_stems_and_nouns_from_the_tokens():
+    from types import SimpleNamespace as Token
+
+    korean_words = _extension("korean_search").korean_words
+    tokens = [Token(form="가중", tag="NNG", start=0, len=2), Token(form="치", tag="XSN", start=2, len=1),
+              Token(form="를", tag="JKO", start=3, len=1), Token(form="학습", tag="NNG", start=5, len=2),
+              Token(form="하", tag="XSV", start=7, len=1), Token(form="ᆸ니다", tag="EF", start=7, len=3)]
+    assert korean_words("가중치를 학습합니다", lambda text: tokens) == ["가중치를", "학습합니다", "가중치", "가중", "학습", "학습"]
+
+
+def test_glue_bookkeeping_is_hidden_and_the_rest_stays_valid_python():
+    without_glue = _extension("hide_glue").without_glue
+    source = ("from myst_nb import glue\nx = 1\nglue('x', x, display=False)\n"
+              "for k in (1, 2):\n    glue(f'k{k}', k, display=False)\n"
+              "if x:\n    y = 2\n    glue('y', y, display=False)\nelse:  # never\n    glue('y', 0, display=False)\nx, y")
+    assert without_glue(source) == "x = 1\nif x:\n    y = 2\nx, y"
+    assert without_glue("glue('a', 1)") == ""
+    assert without_glue("not python (") == "not python ("
+
+
+def test_page_language_and_per_chapter_figure_numbers():
+    page_language = _extension("page_language")
+    assert page_language.page_language("book/ko/05_training") == "ko"
+    assert page_language.page_language("book/en/05_training") == "en"
+    assert page_language.page_language("book/index") == "en"
+    assert page_language.chapter_number("book/ko/05_training") == 5
+    assert page_language.chapter_number("book/ko/glossary") is None
+    html = '<span class="caption-number">Fig. 5.1 </span> see <span class="std std-numref">Fig. 5.2</span>'
+    assert page_language.korean_caption_words(html) == (
+        '<span class="caption-number">그림 5.1 </span> see <span class="std std-numref">그림 5.2</span>')
+    env = SimpleEnv({"book/ko/05_training": {"figure": {"a": (9,), "b": (11,), "c": (10,)}}, "book/index": {"figure": {"z": (4,)}}})
+    page_language.number_figures_per_chapter(None, env)
+    assert env.toc_fignumbers["book/ko/05_training"]["figure"] == {"a": (5, 1), "c": (5, 2), "b": (5, 3)}
+    assert env.toc_fignumbers["book/index"]["figure"] == {"z": (1,)}
+
+
+class SimpleEnv:
+    def __init__(self, toc_fignumbers):
+        self.toc_fignumbers = toc_fignumbers
+
+
+# Output a reader should never see on a page: TensorFlow's log lines, a return value printed by accident.
+STRAY_OUTPUT = ("INFO:tensorflow", "WARNING:tensorflow", "'NanumGothic'", "glue(", "from myst_nb import glue")
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_built_pages_declare_their_language_number_figures_per_chapter_and_show_no_stray_output(built_book):
+    for language in LANGUAGE_LINK:
+        for chapter in pages(language):
+            page = (built_book / "book" / language / f"{chapter.stem}.html").read_text(encoding="utf-8")
+            name = f"{language}/{chapter.stem}"
+            assert re.search(rf'<html[^>]* lang="{language}"', page), f"{name}: <html lang=\"{language}\"> missing"
+            captions = re.findall(r'<span class="caption-number">([^<]*)</span>', page)
+            word = "그림" if language == "ko" else "Fig."
+            number = re.match(r"(\d+)_", chapter.stem)
+            for caption in captions:
+                assert caption.startswith(word + " "), f"{name}: caption number {caption!r} should start with {word}"
+                if number:
+                    assert caption.split()[1].startswith(f"{int(number.group(1))}."), f"{name}: {caption!r} is not numbered in its chapter"
+            if chapter in chapters(language) and number and int(number.group(1)) in (1, 2, 5):
+                assert captions, f"{name}: no numbered figure found"
+            for noise in STRAY_OUTPUT:
+                assert noise not in page, f"{name}: {noise!r} is shown on the page"

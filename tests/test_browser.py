@@ -92,3 +92,111 @@ def test_every_page_loads_its_images_with_no_error_and_stays_local(site, visit, 
     assert counterpart.startswith(f"../{other}/{pathlib.PurePosixPath(path).stem}.html"), counterpart
     assert v.errors == []
     assert v.hosts == {"127.0.0.1"}, f"requests left the machine: {sorted(v.hosts - {'127.0.0.1'})}"
+
+
+# ---------------------------------------------------------------------------
+# Equations: typeset by the book's own MathJax (book/_static/mathjax/, scripts/vendor_mathjax.sh).
+
+EQUATION_CHAPTERS = ["02_unet_idea", "04_building_unet", "05_training", "06_evaluation", "08_cell_tracking"]
+
+
+def typeset_equations(v, path) -> dict:
+    """Open ``path``, wait for MathJax, and describe what it typeset."""
+    page = v.open(path)
+    page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=15_000)
+    page.evaluate("MathJax.startup.promise")
+    return page.evaluate("""() => {
+        const sources = Array.from(document.querySelectorAll('.math'));
+        const sized = c => { const r = c.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+        return {
+            sources: sources.length,
+            typeset: sources.filter(s => { const c = s.querySelector('mjx-container'); return c && sized(c); }).length,
+            display: document.querySelectorAll('mjx-container[display="true"]').length,
+            errors: document.querySelectorAll('mjx-merror').length,
+            tex: MathJax.startup.document.getMathItemsWithin(document.body).map(item => item.math),
+        };
+    }""")
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+def test_chapter_5_equations_are_typeset_locally(site, browser, language):
+    v = Visit(browser, failed_responses=True)  # a missing font or extension file is an HTTP 404
+    try:
+        found = typeset_equations(v, site + f"book/{language}/05_training.html")
+        assert found["sources"] >= 3 and found["display"] >= 3, found
+        assert found["typeset"] == found["sources"], f"not typeset (or without size): {found}"
+        assert found["errors"] == 0
+        tags = [tex for tex in found["tex"] if "\\tag" in tex]
+        assert any("\\tag{1}" in tex and "\\log" in tex for tex in tags), "the paper's Eq. 1"
+        assert any("\\tag{2}" in tex and "d_1" in tex for tex in tags), "the paper's Eq. 2"
+        assert v.errors == []
+        assert v.hosts == {"127.0.0.1"}, f"requests left the machine: {sorted(v.hosts - {'127.0.0.1'})}"
+    finally:
+        v.close()
+
+
+@pytest.mark.parametrize("path", [f"book/{language}/{chapter}.html" for chapter in EQUATION_CHAPTERS for language in ("ko", "en")])
+def test_every_equation_chapter_typesets_all_its_math(site, visit, path):
+    v = visit()
+    found = typeset_equations(v, site + path)
+    assert found["sources"] >= 1, f"{path} has no equation"
+    assert found["typeset"] == found["sources"] and found["errors"] == 0, found
+    assert v.errors == []
+    assert v.hosts == {"127.0.0.1"}
+
+
+# ---------------------------------------------------------------------------
+# Search: one box for both languages; Korean words are found with any particle or ending
+# (book/_ext/korean_search.py).
+
+SEARCHES = ["가중치", "모델", "네트워크", "학습", "분할", "weight map"]
+NOWHERE = ["고양이", "zebrafish"]
+
+
+def pages_by_grep(query: str, html_dir: pathlib.Path) -> set[str]:
+    """Built pages (docnames) whose source holds ``query``, ignoring case.
+
+    Only pages of the build under test count (test_book checks that every page of _toc.yml is built).
+    """
+    from test_book import toc_files
+
+    found = set()
+    for name in toc_files():
+        if not (html_dir / f"{name}.html").is_file():
+            continue
+        text = (pathlib.Path(__file__).resolve().parents[1] / f"{name}.md").read_text(encoding="utf-8").lower()
+        if query.lower() in text:
+            found.add(name)
+    return found
+
+
+def search(v, site, query) -> set[str]:
+    """The pages (docnames) the book's search page lists for ``query``."""
+    import urllib.parse
+
+    page = v.open(site + "search.html?q=" + urllib.parse.quote(query))
+    page.wait_for_function("document.querySelector('#search-results p.search-summary')?.innerText.length > 0", timeout=30_000)
+    links = page.eval_on_selector_all("#search-results ul.search li > a", "els => els.map(a => a.getAttribute('href'))")
+    return {link.split("#")[0].removesuffix(".html") for link in links}
+
+
+@pytest.mark.parametrize("query", SEARCHES)
+def test_search_finds_every_page_that_holds_the_word(site, visit, html_dir, query):
+    v = visit()
+    found = search(v, site, query)
+    expected = pages_by_grep(query, html_dir)
+    print(f"search {query!r}: {len(found)} pages found, {len(expected)} by grep")
+    assert expected, f"{query!r} should occur in the sources"
+    assert expected <= found, f"{query!r}: missed {sorted(expected - found)}"
+    assert v.errors == []
+    assert v.hosts == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize("query", NOWHERE)
+def test_search_for_a_word_that_occurs_nowhere_finds_nothing(site, visit, html_dir, query):
+    assert pages_by_grep(query, html_dir) == set()
+    v = visit()
+    assert search(v, site, query) == set()
+    summary = v.page.inner_text("#search-results p.search-summary")
+    assert "페이지가 없습니다" in summary and "No page matches" in summary  # the message in both languages
+    assert v.errors == []
