@@ -454,3 +454,15 @@ def test_the_challenge_warping_sweep_never_tries_the_threshold_with_no_cell():
     assert metrics.WARPING_THRESHOLDS == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     everything = metrics.isbi_scores(membrane, truth, warping_count="all")
     assert everything.warping_error >= scores.warping_error
+
+
+def test_the_sweep_skips_counting_errors_by_kind_but_gets_the_same_warping_error():
+    from unet_tutorial.warping import stack_warping_error
+
+    truth = _cells_beside_a_membrane_column()[None].astype(bool)
+    merged = truth.copy()
+    merged[0, 4:6, 6] = True
+    fast = stack_warping_error(truth, merged, count_errors=False)
+    full = stack_warping_error(truth, merged)
+    assert fast.warping_error == full.warping_error > 0
+    assert full.merges == 1 and fast.merges == 0

@@ -225,7 +225,8 @@ def isbi_scores(probabilities, labels, thresholds=None, *, warping: bool = True,
         curves["rand"].append(adapted_rand_error(true_cells, predicted_cells).error)
         curves["v_info"].append(v_info_of_cells(true_cells, predicted_cells))
         if warping and threshold in warping_thresholds:
-            curves["warping"].append(stack_warping_error(truth, predicted, count=warping_count).warping_error)
+            result = stack_warping_error(truth, predicted, count=warping_count, count_errors=False)
+            curves["warping"].append(result.warping_error)
     pixel, pixel_t = _best(curves["pixel"], thresholds, True)
     mismatch, mismatch_t = _best(curves["mismatch"], thresholds, True)
     rand, rand_t = _best(curves["rand"], thresholds, True)
