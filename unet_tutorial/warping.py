@@ -233,11 +233,12 @@ def split_merge_pixels(warped: np.ndarray, prediction: np.ndarray) -> int:
     merges = (n_labels >= 3) & ~is_cell
     splits = (n_labels >= 3) & is_cell
     maybe_split = np.nonzero((n_labels == 2) & is_cell)[0]
-    cut = sum(_removal_cuts(cells, int(rows[i]), int(cols[i])) for i in maybe_split)
+    boxes = ndimage.find_objects(cells) if maybe_split.size else []  # each cell's bounding box, found once
+    cut = sum(_removal_cuts(cells, boxes, int(rows[i]), int(cols[i])) for i in maybe_split)
     return int(merges.sum() + splits.sum() + cut)
 
 
-def _removal_cuts(cells: np.ndarray, row: int, col: int) -> bool:
+def _removal_cuts(cells: np.ndarray, boxes: list, row: int, col: int) -> bool:
     """Does removing cell pixel (row, col) leave its cell neighbours in two or more 4-components?"""
     label = cells[row, col]
     r0, r1 = max(row - 1, 0), min(row + 2, cells.shape[0])
@@ -247,7 +248,7 @@ def _removal_cuts(cells: np.ndarray, row: int, col: int) -> bool:
     if ndimage.label(ring, structure=FOUR)[1] <= 1:
         return False  # connected around the pixel itself: nothing is cut
     # Not connected locally: relabel the whole cell without the pixel (it holds every path between them).
-    box = ndimage.find_objects((cells == label).astype(np.int8))[0]
+    box = boxes[label - 1]
     whole = cells[box] == label
     whole[row - box[0].start, col - box[1].start] = False
     pieces, _ = ndimage.label(whole, structure=FOUR)
