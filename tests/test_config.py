@@ -101,6 +101,24 @@ def test_held_out_split_is_contiguous_blocks_and_the_other_callers_agree():
     assert splits.other_sequence("01") == "02" and splits.other_sequence("02") == "01"
 
 
+def test_a_tuning_block_is_set_aside_next_to_the_held_out_block():
+    trained, scored, held_out = splits.run_split(30, 5, 0, tuning_block=True)
+    assert held_out.tolist() == list(range(6)) and scored.tolist() == list(range(6, 12))
+    assert trained.tolist() == list(range(12, 30))
+    trained, scored, held_out = splits.run_split(30, 5, 4, tuning_block=True)  # the last block wraps round
+    assert held_out.tolist() == list(range(24, 30)) and scored.tolist() == list(range(6))
+    trained, scored, held_out = splits.run_split(30, 5, 0)  # without: the held-out block is scored
+    assert scored.tolist() == held_out.tolist() == list(range(6)) and trained.tolist() == list(range(6, 30))
+    saved = {"dataset": "isbi2012", "validation_folds": 5, "validation_fold": 0, "tuning_block": True}
+    assert splits.trained_indices(saved, "isbi2012", "01", 30) == set(range(12, 30))
+    assert splits.held_out_files([f"f{i:02d}" for i in range(10)], 5, 0, tuning_block=True) == (
+        [f"f{i:02d}" for i in range(4, 10)], ["f00", "f01"])
+    with pytest.raises(ValueError, match="tuning_block needs validation_folds >= 3"):
+        TrainConfig(tuning_block=True, validation_folds=2)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
 def test_the_command_line_starts_without_keras():
     code = ("import sys; from unet_tutorial.__main__ import main\n"
             "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help'], ['bench', '--help'], ['fetch', '--help']):\n"

@@ -46,3 +46,18 @@ def test_training_stops_at_an_epoch_boundary_and_keeps_its_checkpoint(tmp_path):
     assert state["epoch"] == 1 and (tmp_path / "run" / state["checkpoint"]).is_file()
     resumed = train(TrainConfig(**{**state["config"], "time_budget_s": 0.0, "epochs": 2}), resume=True, verbose=0)
     assert resumed["epoch"] == [1, 2]  # a different budget does not stop a resume
+
+
+@pytest.mark.slow
+def test_the_budget_counts_the_training_before_a_resume(tmp_path):
+    config = TrainConfig.preset(
+        "cpu-tiny", dataset="circles", depth=2, tile_size=60, base_filters=4, batch_size=2, epochs=1,
+        steps_per_epoch=2, validation_folds=1, elastic=False, output_dir=str(tmp_path / "run"),
+    )
+    train(config, verbose=0)
+    state_path = tmp_path / "run" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["elapsed_seconds"] = 1000.0  # as if the first epoch had taken 1000 s
+    state_path.write_text(json.dumps(state))
+    resumed = train(TrainConfig(**{**state["config"], "time_budget_s": 900.0, "epochs": 5}), resume=True, verbose=0)
+    assert resumed["epoch"] == [1, 2]  # past the budget already: one more epoch, then stop

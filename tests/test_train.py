@@ -55,6 +55,31 @@ def test_held_out_images_are_never_trained_on():
     assert len(trained) == 30 and len(held_out) == 0
 
 
+def test_a_tuning_block_is_scored_and_the_held_out_block_left_alone(tmp_path, monkeypatch):
+    import unet_tutorial.train as train_module
+
+    sizes = []
+
+    class Recording(train_module.SegmentationDataset):
+        def __init__(self, images, *args, **kwargs):
+            sizes.append(len(images))
+            super().__init__(images, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "SegmentationDataset", Recording)
+    config = _tiny(tmp_path, epochs=2, steps_per_epoch=3, tuning_block=True, lr_schedule="cosine")
+    history = train(config, verbose=0)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert sizes == [6]  # 10 circles images: 2 held out, 2 for tuning, 6 trained on
+    assert state["held_out"] == [0, 1] and state["scored_each_epoch"] == [2, 3]
+    assert len(history["val_pixel_error"]) == 2
+    # the cosine schedule has run its course: 1 % of the starting learning rate after epochs x steps
+    from unet_tutorial.evaluate import load_model
+
+    optimizer = load_model(tmp_path / "run" / "model.keras", compile=True).optimizer
+    assert int(optimizer.iterations) == 6
+    assert float(optimizer.learning_rate) == pytest.approx(0.01 * config.learning_rate, rel=1e-3)
+
+
 # The train command alone (``python -m unet_tutorial train ...`` wires the same two functions).
 _TRAIN_MAIN = (
     "import argparse, sys; from unet_tutorial.train import add_train_arguments, run_train; "

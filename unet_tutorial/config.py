@@ -31,6 +31,7 @@ __all__ = ["TileConfig", "AugmentConfig", "WeightMapConfig", "TrainConfig", "PRE
 SYNTHETIC_DATASET = "circles"  # synthetic cells, for tests and quick checks
 FOLDERS_DATASET = "folders"  # a user's own images and masks (TrainConfig.images / .masks; folders.py)
 OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
 DISTRIBUTIONS = ("none", "data-parallel")  # distribute.py holds the engines
@@ -174,6 +175,7 @@ class TrainConfig:
     sequence: str = "01"  # CTC only: the sequence trained on ("01", "02", or "both" for a final model)
     validation_folds: int = 5  # k of the k-fold split into contiguous blocks; 1 = train on all, no held-out score
     validation_fold: int = 0  # which block is held out (0..k-1); it is never trained on
+    tuning_block: bool = False  # also set the next block aside and score it instead: choose settings there (splits.run_split)
     images: str = ""  # dataset "folders": a folder or glob of images (PNG, TIFF, JPEG; grey or RGB)
     masks: str = ""  # dataset "folders": a folder or glob of masks with the images' file names (PNG, TIFF)
     n_classes: int = 0  # classes K of dataset "folders" (0: read from the masks); the datasets have 2
@@ -189,11 +191,12 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (paper) or "adam"
     learning_rate: float = 0.01  # see PRESETS for the source of each value
     momentum: float = 0.99  # SGD momentum (paper: 0.99, "a high momentum")
+    lr_schedule: str = "constant"  # "constant" (paper) or "cosine": decay to 1 % over epochs x steps_per_epoch
     # -- schedule
     batch_size: int = 1  # tiles per step (paper: 1 large tile)
     epochs: int = 50  # total epochs, also after a resume
     steps_per_epoch: int = 200  # batches per epoch (tiles per epoch = steps * batch)
-    time_budget_s: float = 0.0  # stop at an epoch's end when the next epoch would pass this many seconds (0 = none)
+    time_budget_s: float = 0.0  # stop at an epoch's end when the next would pass this many seconds of training, resumes included (0 = none)
     seed: int = 0  # seeds weights, tiles, augmentation and dropout
     # -- speed
     mixed_precision: str = "none"  # "none", "mixed_float16" or "mixed_bfloat16"
@@ -253,6 +256,9 @@ def _check_run(config: TrainConfig) -> None:
     _check_choice(owner, "sequence", config.sequence, (*SEQUENCES, "both"))
     _check_own_data(config)
     _check_choice(owner, "optimizer", config.optimizer, OPTIMIZERS)
+    _check_choice(owner, "lr_schedule", config.lr_schedule, LR_SCHEDULES)
+    if config.tuning_block and config.validation_folds < 3:
+        raise ValueError(f"tuning_block needs validation_folds >= 3 (train, tune, hold out), got {config.validation_folds}.")
     _check_choice(owner, "mixed_precision", config.mixed_precision, MIXED_PRECISION)
     _check_choice(owner, "jit_compile", config.jit_compile, JIT_COMPILE)
     _check_choice(owner, "upconv_init", config.upconv_init, UPCONV_INITS)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["held_out_split", "select_images", "trained_indices", "other_sequence", "held_out_files"]
+__all__ = ["held_out_split", "run_split", "select_images", "trained_indices", "other_sequence", "held_out_files"]
 
 
 def held_out_split(n: int, folds: int, fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +33,25 @@ def held_out_split(n: int, folds: int, fold: int) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"the held-out fold must be in 0..{folds - 1} for {folds} folds, got {fold}.")
     held_out = np.array_split(indices, folds)[fold]
     return np.setdiff1d(indices, held_out), held_out
+
+
+def run_split(n: int, folds: int, fold: int, tuning_block: bool = False):
+    """(trained, scored every epoch, held out) indices of a training run: the one rule ``train`` follows.
+
+    Without a tuning block the held-out block is what a run scores every epoch
+    (:func:`held_out_split`). With ``tuning_block=True`` the next block
+    (``fold + 1``, wrapping round) is set aside as well: the run scores that
+    block every epoch, so settings are chosen on images inside the training
+    data, and the held-out block is neither trained on nor looked at until a
+    final score.
+    """
+    train_ids, held_out = held_out_split(n, folds, fold)
+    if not tuning_block:
+        return train_ids, held_out, held_out
+    if folds < 3:
+        raise ValueError(f"a tuning block needs validation_folds >= 3 (train, tune, hold out), got {folds}.")
+    tuning = held_out_split(n, folds, (fold + 1) % folds)[1]
+    return np.setdiff1d(train_ids, tuning), tuning, held_out
 
 
 def select_images(n: int, slices: str | None = None, fold: int | None = None, folds: int = 5):
@@ -66,7 +85,7 @@ def trained_indices(config: dict | None, dataset: str, sequence: str, n: int) ->
     if dataset != "isbi2012" and str(config.get("sequence")) not in (sequence, "both"):
         return set()
     folds, fold = int(config.get("validation_folds", 1)), int(config.get("validation_fold", 0))
-    return set(held_out_split(n, folds, fold)[0].tolist())
+    return set(run_split(n, folds, fold, bool(config.get("tuning_block", False)))[0].tolist())
 
 
 def other_sequence(sequence: str) -> str:
@@ -76,12 +95,12 @@ def other_sequence(sequence: str) -> str:
     return "02" if sequence == "01" else "01"
 
 
-def held_out_files(names, folds: int, fold: int) -> tuple[list[str], list[str]]:
+def held_out_files(names, folds: int, fold: int, tuning_block: bool = False) -> tuple[list[str], list[str]]:
     """(trained names, held-out names) of a user's files: :func:`held_out_split` over the names sorted.
 
     Files named in order (frame_001, frame_002, ...) are held out as a block of
     neighbours, like the EM slices, so the score is on images unlike those trained on.
     """
     names = sorted(names)
-    train_ids, held_out_ids = held_out_split(len(names), folds, fold)
+    train_ids, _, held_out_ids = run_split(len(names), folds, fold, tuning_block)
     return [names[i] for i in train_ids], [names[i] for i in held_out_ids]

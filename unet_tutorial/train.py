@@ -54,7 +54,7 @@ from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig
 from .config_cli import add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
-from .splits import held_out_files, held_out_split
+from .splits import held_out_files, held_out_split, run_split
 
 __all__ = ["TrainConfig", "PRESETS", "TrainingDivergedError", "train", "held_out_split", "shared_run_dir",
            "config_from_args", "add_train_arguments", "run_train"]
@@ -125,7 +125,7 @@ def _own_data_state(config: TrainConfig, n_classes: int) -> dict:
     from .folders import paired_names  # noqa: PLC0415
 
     names = paired_names(config.images, config.masks)
-    trained, held_out = held_out_files(names, config.validation_folds, config.validation_fold)
+    trained, held_out = held_out_files(names, config.validation_folds, config.validation_fold, config.tuning_block)
     return {"n_classes": n_classes, "trained_files": trained, "held_out_files": held_out}
 
 
@@ -160,10 +160,14 @@ def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2) -
         )
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":  # saved with the optimizer: a resumed run goes on along the same curve
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * config.steps_per_epoch, alpha=0.01)
     if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
     model.compile(optimizer=optimizer, loss=WeightedCrossEntropy(), jit_compile=jit)
     return model
@@ -203,7 +207,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         verbose: Keras ``fit`` verbosity ("auto": a progress bar).
 
     With ``config.time_budget_s > 0`` training stops at the end of the first
-    epoch after which the next would pass the budget (seconds of this call);
+    epoch after which the next would pass the budget (seconds of training,
+    the time before a resume included);
     that epoch's checkpoint stays, ``--resume`` continues from it, and the
     history returned ends there.
 
@@ -211,7 +216,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         The history: ``{"epoch": [1, ..., epochs], "loss": [...],
         "val_pixel_error": [...], "val_cross_entropy": [...],
         "elapsed_seconds": [...], "initial_metrics": {...}}`` (held-out scores
-        only when ``validation_folds > 1``; ``initial_metrics`` holds them
+        only when ``validation_folds > 1``, of the tuning block with
+        ``tuning_block``; ``initial_metrics`` holds them
         before the first step). Also written to ``history.json``/``.csv``.
 
     Raises:
@@ -228,10 +234,11 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     # 0. Devices: one, or all the backend sees with the global batch split over them.
     placement = distribute.placement(config.distribution, config.batch_size, config.num_devices)
 
-    # 1. Data: hold out a block of images, never trained on.
+    # 1. Data: hold out a block of images, never trained on (and, to choose settings, a tuning block).
     images, labels, instances, ignore = _load_data(config, data_dir)
     n_classes = config.n_classes or max(2, 1 + max(int(np.max(label)) for label in labels))  # K
-    train_ids, held_out_ids = held_out_split(len(images), config.validation_folds, config.validation_fold)
+    train_ids, scored_ids, held_out_ids = run_split(len(images), config.validation_folds, config.validation_fold,
+                                                    config.tuning_block)
     dataset = SegmentationDataset(
         _take(images, train_ids), _take(labels, train_ids), instances=None if instances is None else instances[train_ids],
         ignore=None if ignore is None else ignore[train_ids],
@@ -257,8 +264,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     nan_guard = StopOnNaN()
     callbacks = [SeedEachEpoch(config.seed), nan_guard]
     initial_metrics = dict(state.get("initial_metrics", {})) if state else {}
-    if len(held_out_ids):
-        scorer = _held_out_scorer(config, model, placement, _take(images, held_out_ids), _take(labels, held_out_ids),
+    if len(scored_ids):
+        scorer = _held_out_scorer(config, model, placement, _take(images, scored_ids), _take(labels, scored_ids),
                                   nan_guard)
         callbacks.append(scorer)
         if state is None:
@@ -266,6 +273,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     state_extra = {
         "initial_metrics": initial_metrics,
         "held_out": [int(i) for i in held_out_ids],
+        "scored_each_epoch": [int(i) for i in scored_ids],  # = held_out, or the tuning block
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "devices": list(placement.devices),
@@ -275,7 +283,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
     )
     if config.time_budget_s > 0:  # after Checkpoint: the last finished epoch is saved before fit stops
-        callbacks.append(TimeBudget(config.time_budget_s, started))
+        callbacks.append(TimeBudget(config.time_budget_s, started - elapsed_before))  # resumes included
 
     # 4. Fit (data-parallel: each device gets its own slice of every global batch).
     if initial_epoch < config.epochs:
