@@ -260,3 +260,33 @@ def test_augment_sample_uses_the_fast_path_by_default(smooth):
         augment_sample(image, labels, rng=0, method="cv2")
     with pytest.raises(ValueError, match="method must be one of"):
         elastic_deform(image, labels, rng=0, method="fast")
+
+
+def test_flips_and_rotations_folded_into_the_warp_give_the_warp_flipped_and_rotated(smooth):
+    """The fast path flips/rotates the positions it reads; that must equal flipping/rotating the warped arrays."""
+    image, labels, weights = (array[:80, :80] for array in smooth)  # square: all four quarter turns
+    for seed in range(12):
+        out = augment_sample(image, labels, weights, rng=seed, intensity=False, method="opencv")
+        rng = np.random.default_rng(seed)  # the same draws, in augment_sample's order
+        arrays = list(elastic_deform(image, labels, rng=rng, weights=weights, method="opencv"))
+        for axis in (0, 1):
+            if rng.random() < 0.5:
+                arrays = [np.flip(a, axis=axis) for a in arrays]
+        turns = int(rng.integers(4))
+        for got, expected in zip(out, arrays):
+            np.testing.assert_array_equal(got, np.rot90(expected, turns))
+
+
+@pytest.mark.parametrize("method", ["opencv", "scipy"])
+@pytest.mark.parametrize("elastic", [True, False])
+def test_label_border_returns_the_centre_of_labels_and_weights(smooth, method, elastic):
+    image, labels, weights = smooth
+    size = min(labels.shape)
+    image, labels, weights = image[:size, :size], labels[:size, :size], weights[:size, :size]
+    whole = augment_sample(image, labels, weights, rng=3, elastic=elastic, method=method)
+    centre = augment_sample(image, labels, weights, rng=3, elastic=elastic, method=method, label_border=7)
+    np.testing.assert_array_equal(centre[0], whole[0])  # the image keeps its context
+    np.testing.assert_array_equal(centre[1], whole[1][7:-7, 7:-7])
+    np.testing.assert_array_equal(centre[2], whole[2][7:-7, 7:-7])
+    with pytest.raises(ValueError, match="label_border"):
+        augment_sample(image, labels, weights, rng=3, label_border=size // 2)

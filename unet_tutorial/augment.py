@@ -177,6 +177,23 @@ def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, 
         from .augment_opencv import remap_sample  # noqa: PLC0415 (cv2 loads only when used)
 
         return remap_sample(image, labels, weights, field)
+    return _warp_reference(image, labels, weights, field)
+
+
+def _positions(field: np.ndarray, *, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) (H, W) float32 positions to read, (y + dy, x + dx): the displacement field added to the pixel grid.
+
+    ``in_place``: add the grid to a float32 ``field`` itself (one pass, no new arrays).
+    """
+    dy, dx = field.astype(np.float32, copy=not in_place)
+    height, width = dy.shape
+    dy += np.arange(height, dtype=np.float32)[:, None]
+    dx += np.arange(width, dtype=np.float32)[None, :]
+    return dy, dx
+
+
+def _warp_reference(image, labels, weights, field):
+    """scipy's warp (cubic splines for the image, nearest for labels and weights) with ``field`` (2, H, W)."""
     coordinates = np.indices(labels.shape, dtype=np.float64) + field
     deformed_image = _resample_image(image, coordinates)
     deformed_labels = _resample_nearest(labels, coordinates)
@@ -184,26 +201,31 @@ def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, 
     return deformed_image, deformed_labels, deformed_weights
 
 
-def _jitter_grey_values(image: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float):
+def _jitter_grey_values(image: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, *,
+                        in_place: bool = False):
     """Random contrast and brightness: ``(x - mean) * c + mean + b``, clipped to range.
 
     ``c`` is drawn from U(1 - contrast, 1 + contrast) and ``b`` from
     U(-brightness, brightness) on the [0, 1] scale (integer images are scaled by
-    their dtype's maximum, e.g. 255 for uint8, and converted back).
+    their dtype's maximum, e.g. 255 for uint8, and converted back). ``in_place``:
+    change a float32 ``image`` itself (an array the caller owns).
     """
     if np.issubdtype(image.dtype, np.integer):
         scale = float(np.iinfo(image.dtype).max)
     else:
         scale = 1.0
     work = np.float32 if image.dtype == np.float32 else np.float64  # float32 tiles stay float32 (faster)
-    values = image.astype(work) / work(scale)
     factor = rng.uniform(1.0 - contrast, 1.0 + contrast)
     shift = rng.uniform(-brightness, brightness)
-    mean = values.mean(dtype=np.float64)
-    values = np.clip((values - work(mean)) * work(factor) + work(mean + shift), 0.0, 1.0) * work(scale)
+    # one copy, then in place: (v - mean) * c + mean + b = v * c + (mean * (1 - c) + b), on the [0, 1] scale
+    values = image.astype(work, copy=not (in_place and image.dtype == work))
+    mean = values.mean(dtype=np.float64) / scale
+    values *= work(factor)
+    values += work((mean * (1.0 - factor) + shift) * scale)
+    np.clip(values, 0.0, scale, out=values)
     if np.issubdtype(image.dtype, np.integer):
-        values = np.rint(values)
-    return values.astype(image.dtype)
+        np.rint(values, out=values)
+    return values.astype(image.dtype, copy=False)
 
 
 def augment_sample(
@@ -221,6 +243,7 @@ def augment_sample(
     brightness: float = 0.1,
     contrast: float = 0.2,
     method: str = "auto",
+    label_border: int = 0,
 ):
     """One random augmentation of a training sample (Ronneberger et al. 2015, Sec. 3.1).
 
@@ -242,6 +265,10 @@ def augment_sample(
         method: resampler of the elastic warp: "auto" (default, = "opencv",
             the fastest on the CPU), "opencv" or "scipy" (the reference). The
             same seed draws the same deformation, flips and jitter with each.
+        label_border: return labels and weights without this many pixels on
+            each side: the context of a valid-padding input tile that the
+            network's output does not cover (the pipeline passes (T - t) / 2).
+            Only the part returned is warped.
 
     Returns:
         (image, labels, weights) with the input dtypes; ``weights`` None if not
@@ -249,25 +276,45 @@ def augment_sample(
         shape never changes.
     """
     image, labels, weights = _check_sample(image, labels, weights)
-    _check_method(method)
+    method = _check_method(method)
     rng = as_generator(rng)
-    if elastic:
-        image, labels, weights = elastic_deform(image, labels, grid=grid, sigma=sigma, rng=rng, weights=weights,
-                                                method=method)
-
-    arrays = [image, labels] + ([] if weights is None else [weights])
-    if flip:
-        for axis in (0, 1):
-            if rng.random() < 0.5:
-                arrays = [np.flip(a, axis=axis) for a in arrays]
+    height, width = labels.shape
+    if not (0 <= label_border and 2 * label_border < min(height, width)):
+        raise ValueError(f"label_border must leave labels to return: got {label_border} for a {height}x{width} tile.")
+    field = displacement_field(labels.shape, grid, sigma, rng, np.float32 if method == "opencv" else np.float64) \
+        if elastic else None
+    # The random draws in a fixed order (deformation, flips, rotation, jitter): a seed gives the same sample
+    # whatever the resampler.
+    flips = [axis for axis in (0, 1) if flip and rng.random() < 0.5]
+    quarter_turns = 0
     if rotate:
-        square = labels.shape[0] == labels.shape[1]
-        quarter_turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
-        arrays = [np.rot90(a, k=quarter_turns, axes=(0, 1)) for a in arrays]
-    arrays = [np.ascontiguousarray(a) for a in arrays]
-    image, labels = arrays[0], arrays[1]
-    weights = arrays[2] if weights is not None else None
+        quarter_turns = int(rng.integers(4)) if height == width else 2 * int(rng.integers(2))
+
+    def flip_and_rotate(array):
+        for axis in flips:
+            array = np.flip(array, axis=axis)
+        return np.rot90(array, k=quarter_turns, axes=(0, 1))
+
+    def centre(array):
+        return array[label_border : height - label_border, label_border : width - label_border]
+
+    if field is not None and method == "opencv":
+        from .augment_opencv import warp_at  # noqa: PLC0415 (cv2 loads only when used)
+
+        # Output pixel (y, x) reads the input at the positions in the maps; flipping or rotating the maps
+        # flips or rotates the result, and the labels' maps are the maps' centre: one warp, no copies.
+        positions = [flip_and_rotate(part) for part in _positions(field, in_place=True)]
+        image, labels, weights = warp_at(image, labels, weights, positions, label_border=label_border)
+        owned = True  # new arrays: the jitter may change the image in place
+    else:
+        if field is not None:
+            image, labels, weights = _warp_reference(image, labels, weights, field)
+        arrays = [flip_and_rotate(array) for array in (image, labels, *(() if weights is None else (weights,)))]
+        image = np.ascontiguousarray(arrays[0])
+        labels = np.ascontiguousarray(centre(arrays[1]))
+        weights = None if weights is None else np.ascontiguousarray(centre(arrays[2]))
+        owned = False  # the image may be the caller's own array
 
     if intensity:
-        image = _jitter_grey_values(image, rng, brightness, contrast)
+        image = _jitter_grey_values(image, rng, brightness, contrast, in_place=owned)
     return image, labels, weights

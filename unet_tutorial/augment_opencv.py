@@ -15,6 +15,9 @@ same warp in a few milliseconds. What differs, and why it does not matter:
   ``tiling.mirror_pad``.
 
 The displacement field itself comes from ``augment.displacement_field``.
+``augment.augment_sample`` flips and rotates the positions to read rather than
+the warped arrays, and warps labels and weights only over the network's output
+region (:func:`warp_at`): one pass over each array, no copies.
 """
 
 from __future__ import annotations
@@ -22,23 +25,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["remap_sample"]
+from .augment import _positions
+
+__all__ = ["remap_sample", "warp_at"]
 
 BORDER = cv2.BORDER_REFLECT_101  # = scipy's mode="mirror": the edge pixel is not repeated
 _REMAP_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)  # what cv2.remap takes
 
 
-def _maps(field: np.ndarray):
-    """``cv2.remap``'s float32 maps (x, y) of the positions to read: pixel + displacement."""
-    dy, dx = field.astype(np.float32, copy=False)
-    height, width = dy.shape
-    map_x = dx + np.arange(width, dtype=np.float32)[None, :]
-    map_y = dy + np.arange(height, dtype=np.float32)[:, None]
-    return map_x, map_y
-
-
 def _remap_image(image: np.ndarray, map_x, map_y) -> np.ndarray:
     """Bicubic warp of every channel; clipped to the input's range (the cubic overshoots), ints rounded back."""
+    if image.ndim == 2 and image.dtype == np.float32:  # a grey float tile (the pipeline's): no copies
+        low, high = cv2.minMaxLoc(image)[:2]
+        out = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=BORDER)
+        return np.clip(out, low, high, out=out)
     planes = image[..., None] if image.ndim == 2 else image
     low, high = planes.min(), planes.max()
     out = np.empty(planes.shape, np.float32)
@@ -46,14 +46,14 @@ def _remap_image(image: np.ndarray, map_x, map_y) -> np.ndarray:
         channels = np.ascontiguousarray(planes[..., first : first + 4], dtype=np.float32)
         warped = cv2.remap(channels, map_x, map_y, cv2.INTER_CUBIC, borderMode=BORDER)
         out[..., first : first + 4] = warped.reshape(channels.shape)  # cv2 drops a single channel's axis
-    np.clip(out, low, high, out=out)
+    np.clip(out, low, high, out=out)  # in place
     if np.issubdtype(image.dtype, np.integer):
         np.rint(out, out=out)
     out = out.astype(image.dtype, copy=False)
     return out[..., 0] if image.ndim == 2 else out
 
 
-def _remap_nearest(array: np.ndarray, map_x, map_y) -> np.ndarray:
+def _remap_nearest(array: np.ndarray, nearest_map) -> np.ndarray:
     """Nearest-neighbour warp: every output value is one of the input values, in the input's dtype."""
     work = array
     if array.dtype not in _REMAP_DTYPES:  # bool, int8, int64, ...: through int32 or float64, values unchanged
@@ -63,8 +63,26 @@ def _remap_nearest(array: np.ndarray, map_x, map_y) -> np.ndarray:
             work = array.astype(np.int32)
         else:
             work = array.astype(np.float64)
-    out = cv2.remap(np.ascontiguousarray(work), map_x, map_y, cv2.INTER_NEAREST, borderMode=BORDER)
+    out = cv2.remap(np.ascontiguousarray(work), nearest_map, None, cv2.INTER_NEAREST, borderMode=BORDER)
     return out.astype(array.dtype, copy=False)
+
+
+def warp_at(image: np.ndarray, labels: np.ndarray, weights, positions, *, label_border: int = 0):
+    """Image (bicubic), labels and weights (nearest) read at ``positions``: (rows, cols) (H, W) of each output pixel.
+
+    Labels and weights are returned without ``label_border`` pixels on each
+    side, and only that centre is warped.
+    """
+    map_y, map_x = (np.ascontiguousarray(part, dtype=np.float32) for part in positions)
+    warped_image = _remap_image(image, map_x, map_y)
+    height, width = map_y.shape
+    inner = (slice(label_border, height - label_border), slice(label_border, width - label_border))
+    # the nearest pixel of each position, rounded once for labels and weights (fixed-point map)
+    nearest_map, _ = cv2.convertMaps(np.ascontiguousarray(map_x[inner]), np.ascontiguousarray(map_y[inner]),
+                                     cv2.CV_16SC2, nninterpolation=True)
+    warped_labels = _remap_nearest(labels, nearest_map)
+    warped_weights = None if weights is None else _remap_nearest(weights, nearest_map)
+    return warped_image, warped_labels, warped_weights
 
 
 def remap_sample(image: np.ndarray, labels: np.ndarray, weights, field: np.ndarray):
@@ -73,8 +91,4 @@ def remap_sample(image: np.ndarray, labels: np.ndarray, weights, field: np.ndarr
     Output pixel (y, x) takes the input at (y + dy, x + dx). Returns
     (image, labels, weights) with the input shapes and dtypes; weights None if not given.
     """
-    map_x, map_y = _maps(field)
-    warped_image = _remap_image(image, map_x, map_y)
-    warped_labels = _remap_nearest(labels, map_x, map_y)
-    warped_weights = None if weights is None else _remap_nearest(weights, map_x, map_y)
-    return warped_image, warped_labels, warped_weights
+    return warp_at(image, labels, weights, _positions(field))

@@ -281,12 +281,14 @@ class SegmentationDataset(keras.utils.PyDataset):
         x = image[row : row + T, col : col + T]
         y = label[row : row + T, col : col + T]
         w = weight[row : row + T, col : col + T]
-        if rng is not None:
-            x, y, w = augment_sample(x, y, w, rng, **self.augmentation.sample_options())
+        if rng is not None:  # labels and weights come back as the output region (only that is warped)
+            x, y, w = augment_sample(x, y, w, rng, label_border=b, **self.augmentation.sample_options())
+        else:
+            y, w = y[b : b + t, b : b + t], w[b : b + t, b : b + t]
         return (
             np.ascontiguousarray(x, dtype=np.float32),
-            np.ascontiguousarray(y[b : b + t, b : b + t], dtype=np.int32),
-            np.ascontiguousarray(w[b : b + t, b : b + t], dtype=np.float32),
+            np.ascontiguousarray(y, dtype=np.int32),
+            np.ascontiguousarray(w, dtype=np.float32),
         )
 
 
