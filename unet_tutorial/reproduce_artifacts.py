@@ -32,8 +32,6 @@ import os
 import pathlib
 import platform
 import shlex
-import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -42,8 +40,9 @@ from . import __version__
 from .files import write_json_atomic, write_text_atomic
 from .manifest import ctc_dataset_names
 from .predictions import load_predictions, save_predictions
+from .provenance import cpu_model, gpus, package_version, source
 from .reproduce_plan import SCALES, Step, shown
-from .reproduce_steps import PACKAGE_PARENT, read_json, tail
+from .reproduce_steps import tail
 
 __all__ = ["ARTIFACTS", "ISBI_GOAL_PIXEL_ERROR", "make_provenance", "predictions_file", "time_to_quality",
            "write_artifacts"]
@@ -75,78 +74,33 @@ PROVENANCE_CORE = ("run_kind", "stand_in", "command", "commit", "backend", "hard
 # ----------------------------------------------------------------------------- provenance
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _gpus() -> list[dict]:
-    if shutil.which("nvidia-smi") is None:
-        return []
-    result = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                            capture_output=True, text=True)
-    gpus = []
-    for line in result.stdout.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            gpus.append({"name": parts[0], "memory": parts[1], "driver": parts[2]})
-    return gpus
-
-
-def _cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _source() -> dict:
-    """Commit and uncommitted files: from git here, from .carry/source.json on the device (no .git there)."""
-    try:
-        def git(*words):
-            return subprocess.run(["git", *words], cwd=PACKAGE_PARENT, capture_output=True, text=True,
-                                  check=True).stdout
-
-        commit = git("rev-parse", "HEAD").strip()
-        status = git("status", "--porcelain", "--untracked-files=no")
-        return {"commit": commit, "uncommitted_changes": [line[3:] for line in status.splitlines()], "from": "git"}
-    except (OSError, subprocess.CalledProcessError):
-        saved = read_json(PACKAGE_PARENT / ".carry" / "source.json") or {}
-        return {"commit": saved.get("commit", "unknown"), "uncommitted_changes": saved.get("uncommitted_changes", []),
-                "from": ".carry/source.json (written by prepare_device_run.sh)"}
-
-
 def make_provenance(args, started_at: datetime.datetime) -> dict:
     """What made this run: command, commit, hardware, versions, date, and whether it is a CPU stand-in."""
-    gpus = _gpus()
+    found_gpus = gpus()
     cores = os.cpu_count()
-    stand_in = args.scale != "gpu" or not gpus
-    if gpus:
-        hardware = (f"{len(gpus)}x {gpus[0]['name']} ({gpus[0]['memory']}, driver {gpus[0]['driver']}); "
-                    f"{cores} CPU cores ({_cpu_model()})")
+    stand_in = args.scale != "gpu" or not found_gpus
+    if found_gpus:
+        first = found_gpus[0]
+        hardware = (f"{len(found_gpus)}x {first['name']} ({first['memory']}, driver {first['driver']}); "
+                    f"{cores} CPU cores ({cpu_model()})")
     else:
-        hardware = f"CPU only: {cores} cores ({_cpu_model()}), no GPU"
-    run_kind = f"CPU stand-in ({cores} cores), not the GPU run" if stand_in else f"GPU run on {gpus[0]['name']}"
+        hardware = f"CPU only: {cores} cores ({cpu_model()}), no GPU"
+    run_kind = f"CPU stand-in ({cores} cores), not the GPU run" if stand_in else f"GPU run on {found_gpus[0]['name']}"
     versions = {"python": platform.python_version(), "unet_tutorial": __version__}
     for distribution in ("keras", "jax", "jaxlib", "numpy", "scipy", "scikit-image", "tifffile", "optree"):
-        versions[distribution] = _version(distribution)
+        versions[distribution] = package_version(distribution)
     for distribution in sorted(d.metadata["Name"] for d in importlib.metadata.distributions()
                                if (d.metadata["Name"] or "").lower().startswith("jax-cuda")):
-        versions[distribution] = _version(distribution)
-    source = _source()
+        versions[distribution] = package_version(distribution)
+    code = source()
     return {
         "run_kind": run_kind,
         "stand_in": stand_in,
         # scripts/device_run.sh records its own command line; else this process's
         "command": os.environ.get("UNET_DEVICE_COMMAND") or shlex.join(["python", "-m", "unet_tutorial",
                                                                          *sys.argv[1:]]),
-        "commit": source["commit"],
-        "uncommitted_changes": source["uncommitted_changes"],
+        "commit": code["commit"],
+        "uncommitted_changes": code["uncommitted_changes"],
         "backend": "jax",
         "hardware": hardware,
         "date": started_at.isoformat(timespec="seconds"),

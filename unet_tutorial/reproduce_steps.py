@@ -24,11 +24,11 @@ import subprocess
 import sys
 import time
 
+from .provenance import PACKAGE_PARENT
 from .reproduce_plan import Step
 
 __all__ = ["read_json", "run_step", "tail"]
 
-PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]  # the folder that holds unet_tutorial/
 
 
 def read_json(path) -> dict | None:

@@ -1,0 +1,77 @@
+"""Where a recorded result came from: the source commit, the machine and the versions.
+
+Every artifact the book shows records these (``reproduce`` for the device run,
+``scripts/recipe_study.py`` and ``scripts/record_cpu_runs.py`` for the CPU runs),
+so each figure can be traced to the code and the hardware that made it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+
+__all__ = ["PACKAGE_PARENT", "package_version", "gpus", "cpu_model", "cpu_hardware", "source"]
+
+PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]  # the folder that holds unet_tutorial/
+
+
+def package_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpus() -> list[dict]:
+    """NVIDIA GPUs that ``nvidia-smi`` lists: name, memory, driver (none without nvidia-smi)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    result = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                            capture_output=True, text=True)
+    found = []
+    for line in result.stdout.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            found.append({"name": parts[0], "memory": parts[1], "driver": parts[2]})
+    return found
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_hardware() -> str:
+    """"CPU, 2 cores (<model>), no GPU": how the CPU runs name their hardware."""
+    return f"CPU, {os.cpu_count()} cores ({cpu_model()}), no GPU"
+
+
+def source() -> dict:
+    """Commit and uncommitted files: from git here, from .carry/source.json on the device (no .git there)."""
+    try:
+        def git(*words):
+            return subprocess.run(["git", *words], cwd=PACKAGE_PARENT, capture_output=True, text=True,
+                                  check=True).stdout
+
+        commit = git("rev-parse", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=no")
+        return {"commit": commit, "uncommitted_changes": [line[3:] for line in status.splitlines()], "from": "git"}
+    except (OSError, subprocess.CalledProcessError):
+        try:
+            saved = json.loads((PACKAGE_PARENT / ".carry" / "source.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        return {"commit": saved.get("commit", "unknown"), "uncommitted_changes": saved.get("uncommitted_changes", []),
+                "from": ".carry/source.json (written by prepare_device_run.sh)"}
