@@ -175,9 +175,10 @@ def test_cli_prints_table1_for_a_cpu_tiny_model(shared_data, tmp_path, repo_root
     """The done-when of issue 5: `train --preset cpu-tiny`, then `evaluate` prints a Table 1."""
     env = {**os.environ, "UNET_TUTORIAL_DATA": str(shared_data), "KERAS_BACKEND": "tensorflow"}
     run_dir = tmp_path / "run"
+    # a short run: this checks the commands, not how well the model learns (test_train does)
     train = subprocess.run([sys.executable, "-m", "unet_tutorial", "train", "--preset", "cpu-tiny", "--output",
-                            str(run_dir), "--quiet"], cwd=repo_root, env=env, capture_output=True, text=True,
-                           timeout=900)
+                            str(run_dir), "--quiet", "--epochs", "2", "--steps-per-epoch", "5"], cwd=repo_root, env=env,
+                           capture_output=True, text=True, timeout=900)
     assert train.returncode == 0, train.stderr[-3000:]
     model_path = run_dir / "model.keras"
     assert model_path.is_file()
