@@ -51,13 +51,22 @@ def test_training_stops_at_an_epoch_boundary_and_keeps_its_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_the_budget_counts_the_training_before_a_resume(tmp_path):
     config = TrainConfig.preset(
-        "cpu-tiny", dataset="circles", depth=2, tile_size=60, base_filters=4, batch_size=2, epochs=1,
+        "cpu-tiny", dataset="circles", depth=2, tile_size=60, base_filters=4, batch_size=2, epochs=2,
         steps_per_epoch=2, validation_folds=1, elastic=False, output_dir=str(tmp_path / "run"),
     )
     train(config, verbose=0)
     state_path = tmp_path / "run" / "state.json"
     state = json.loads(state_path.read_text())
-    state["elapsed_seconds"] = 1000.0  # as if the first epoch had taken 1000 s
+    state["history"]["elapsed_seconds"] = [500.0, 1000.0]  # as if each epoch had taken 500 s
+    state["elapsed_seconds"] = 1000.0
     state_path.write_text(json.dumps(state))
-    resumed = train(TrainConfig(**{**state["config"], "time_budget_s": 900.0, "epochs": 5}), resume=True, verbose=0)
-    assert resumed["epoch"] == [1, 2]  # past the budget already: one more epoch, then stop
+
+    def resume(budget):
+        return train(TrainConfig(**{**state["config"], "time_budget_s": budget, "epochs": 6}), resume=True, verbose=0)
+
+    assert resume(1400.0)["epoch"] == [1, 2]  # 1000 s used + a 500 s epoch > 1400: nothing more to train
+    # 1000 s + 500 s < 1500.5 s: one more epoch fits; after it (loading and training take more than 0.5 s)
+    # the next would not
+    assert resume(1500.5)["epoch"] == [1, 2, 3]
+    assert resume(1500.5)["epoch"] == [1, 2, 3]  # used up: a resume trains no more
+    assert resume(0.0)["epoch"] == [1, 2, 3, 4, 5, 6]  # no budget: to the planned end

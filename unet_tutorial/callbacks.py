@@ -20,8 +20,8 @@ import numpy as np
 
 from .files import save_model_atomic, write_json_atomic, write_text_atomic
 
-__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "SeedEachEpoch", "TimeBudget", "history_csv",
-           "save_model_and_discard"]
+__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "SeedEachEpoch", "TimeBudget", "budget_spent", "longest_epoch",
+           "history_csv", "save_model_and_discard"]
 
 
 def save_model_and_discard(model: keras.Model) -> None:
@@ -183,21 +183,40 @@ class SeedEachEpoch(keras.callbacks.Callback):
         keras.utils.set_random_seed(self.seed * 10007 + epoch)
 
 
+def _next_epoch_passes(used: float, longest_epoch: float, seconds: float) -> bool:
+    """The rule of the time budget: stop when one more epoch, as long as the longest so far, would end past it."""
+    return used + longest_epoch > seconds
+
+
+def longest_epoch(history: dict) -> float:
+    """Seconds of the longest epoch of a saved run (its per-epoch ``elapsed_seconds``); 0 when none."""
+    elapsed = history.get("elapsed_seconds") or []
+    return float(np.max(np.diff([0.0, *elapsed]))) if elapsed else 0.0
+
+
+def budget_spent(history: dict, seconds: float) -> bool:
+    """Whether a saved run has used a time budget of ``seconds``: then a resume trains no more."""
+    elapsed = history.get("elapsed_seconds") or []
+    return seconds > 0 and bool(elapsed) and _next_epoch_passes(float(elapsed[-1]), longest_epoch(history), seconds)
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stop cleanly at an epoch boundary when the next epoch would end past ``seconds`` (``TrainConfig.time_budget_s``).
 
     The clock starts at ``started`` (a ``time.perf_counter()`` value; ``train``
-    passes its own start, so loading data and the first held-out score count);
-    the longest epoch so far predicts the next one. Put it after
-    :class:`Checkpoint`: the epoch just finished is saved before ``fit`` stops,
-    and ``train`` returns its history as usual. ``stopped_after`` is the last
-    epoch run (1-based), or None when the budget was never reached.
+    passes its own start less the training time before a resume, so loading
+    data, the first held-out score and earlier sessions count); the longest
+    epoch so far (``longest``: of the run before a resume) predicts the next
+    one. Put it after :class:`Checkpoint`: the epoch just finished is saved
+    before ``fit`` stops, and ``train`` returns its history as usual.
+    ``stopped_after`` is the last epoch run (1-based), or None when the budget
+    was never reached.
     """
 
-    def __init__(self, seconds: float, started: float | None = None):
+    def __init__(self, seconds: float, started: float | None = None, longest: float = 0.0):
         super().__init__()
         self.seconds, self.started = float(seconds), started
-        self.longest, self.epoch_started, self.stopped_after = 0.0, None, None
+        self.longest, self.epoch_started, self.stopped_after = float(longest), None, None
 
     def on_train_begin(self, logs=None):
         if self.started is None:
@@ -209,6 +228,6 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         self.longest = max(self.longest, now - self.epoch_started)
-        if now - self.started + self.longest > self.seconds:
+        if _next_epoch_passes(now - self.started, self.longest, self.seconds):
             self.model.stop_training = True
             self.stopped_after = epoch + 1

@@ -49,7 +49,8 @@ import keras
 import numpy as np
 
 from . import distribute
-from .callbacks import Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, save_model_and_discard
+from .callbacks import (Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, budget_spent,
+                        longest_epoch, save_model_and_discard)
 from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig
 from .config_cli import add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
@@ -283,10 +284,12 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
     )
     if config.time_budget_s > 0:  # after Checkpoint: the last finished epoch is saved before fit stops
-        callbacks.append(TimeBudget(config.time_budget_s, started - elapsed_before))  # resumes included
+        # the training before a resume counts, and its longest epoch predicts the next
+        callbacks.append(TimeBudget(config.time_budget_s, started - elapsed_before, longest_epoch(history)))
 
-    # 4. Fit (data-parallel: each device gets its own slice of every global batch).
-    if initial_epoch < config.epochs:
+    # 4. Fit (data-parallel: each device gets its own slice of every global batch); a resumed run whose
+    #    time budget is used up trains no more.
+    if initial_epoch < config.epochs and not budget_spent(history, config.time_budget_s):
         output_dir.mkdir(parents=True, exist_ok=True)
         with placement.fit_scope():
             model.fit(
