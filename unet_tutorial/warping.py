@@ -102,6 +102,23 @@ def simple_point_table() -> np.ndarray:
     return table
 
 
+@functools.lru_cache(maxsize=None)
+def ring_cut_table() -> np.ndarray:
+    """Look-up table: do the 8 neighbours with code ``c`` (bit k = neighbour ``_OFFSETS[k]`` is in the cell),
+    without the centre pixel, fall into two or more 4-connected pieces?
+
+    Only then can removing the centre cut its cell (:func:`split_merge_pixels`);
+    when the pieces meet in the ring, the cell stays whole.
+    """
+    table = np.zeros(256, dtype=bool)
+    for code in range(256):
+        ring = np.zeros((3, 3), dtype=bool)
+        for bit, (dr, dc) in enumerate(_OFFSETS):
+            ring[1 + dr, 1 + dc] = bool(code >> bit & 1)
+        table[code] = ndimage.label(ring, structure=FOUR)[1] >= 2
+    return table
+
+
 def _neighbourhood_codes(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """8-bit neighbourhood codes of the pixels (rows, cols) of the unpadded image."""
     codes = np.zeros(rows.shape, dtype=np.uint8)
@@ -233,21 +250,25 @@ def split_merge_pixels(warped: np.ndarray, prediction: np.ndarray) -> int:
     merges = (n_labels >= 3) & ~is_cell
     splits = (n_labels >= 3) & is_cell
     maybe_split = np.nonzero((n_labels == 2) & is_cell)[0]
-    boxes = ndimage.find_objects(cells) if maybe_split.size else []  # each cell's bounding box, found once
-    cut = sum(_removal_cuts(cells, boxes, int(rows[i]), int(cols[i])) for i in maybe_split)
+    # Removing the pixel can cut its cell only where its cell neighbours are apart in the 3 x 3 ring (a table
+    # look-up); only those are checked on the whole cell.
+    own = padded[rows[maybe_split] + 1, cols[maybe_split] + 1]
+    codes = np.zeros(maybe_split.shape, dtype=np.uint8)
+    for bit, (dr, dc) in enumerate(_OFFSETS):
+        codes |= (padded[rows[maybe_split] + 1 + dr, cols[maybe_split] + 1 + dc] == own).astype(np.uint8) << bit
+    apart = maybe_split[ring_cut_table()[codes]]
+    boxes = ndimage.find_objects(cells) if apart.size else []  # each cell's bounding box, found once
+    cut = sum(_removal_cuts(cells, boxes, int(rows[i]), int(cols[i])) for i in apart)
     return int(merges.sum() + splits.sum() + cut)
 
 
 def _removal_cuts(cells: np.ndarray, boxes: list, row: int, col: int) -> bool:
-    """Does removing cell pixel (row, col) leave its cell neighbours in two or more 4-components?"""
+    """Does removing cell pixel (row, col), whose cell neighbours are apart in its 3 x 3 ring, cut the cell?
+
+    Relabel the whole cell without the pixel (it holds every path between the
+    neighbours): cut when they now lie in two or more 4-components.
+    """
     label = cells[row, col]
-    r0, r1 = max(row - 1, 0), min(row + 2, cells.shape[0])
-    c0, c1 = max(col - 1, 0), min(col + 2, cells.shape[1])
-    ring = cells[r0:r1, c0:c1] == label
-    ring[row - r0, col - c0] = False
-    if ndimage.label(ring, structure=FOUR)[1] <= 1:
-        return False  # connected around the pixel itself: nothing is cut
-    # Not connected locally: relabel the whole cell without the pixel (it holds every path between them).
     box = boxes[label - 1]
     whole = cells[box] == label
     whole[row - box[0].start, col - box[1].start] = False
