@@ -1,0 +1,195 @@
+"""A study of training recipes on 2 CPU cores: which settings give the best U-Net per CPU minute.
+
+Each row trains ISBI-2012 for the same wall-clock budget (``--minutes``) from
+one base recipe with one setting changed, and is scored on the TUNING block
+(slices 6-11, ``TrainConfig(tuning_block=True)``): the held-out slices 0-5 are
+neither trained on nor looked at here, so the settings chosen from this table
+are not tuned on the held-out score that the book reports.
+
+The number of steps of each row is planned from its own measured step time, so
+that its cosine schedule ends when its budget does; rows that are cheaper per
+step get more steps. Finished rows are kept in ``--out`` (one JSON file,
+written atomically); run the script again to resume: finished rows are skipped
+and an interrupted row continues from its last checkpoint.
+
+    nohup python scripts/recipe_study.py --out runs/study > runs/study.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import sys
+import time
+
+STEPS_PER_EPOCH = 50
+
+# The base recipe and the one change of each row.
+BASE = dict(
+    dataset="isbi2012", validation_folds=5, validation_fold=0, tuning_block=True,
+    depth=4, base_filters=16, padding="same", batch_norm=True, dropout=0.0,
+    tile_size=128, batch_size=8, optimizer="adam", learning_rate=1e-3, lr_schedule="cosine",
+    w0=10.0, sigma=5.0, elastic=True, steps_per_epoch=STEPS_PER_EPOCH,
+)
+ROWS = {
+    "base": {},
+    "valid padding": dict(padding="valid", tile_size=220),  # 220 -> 132 output, about the same pixels per step
+    "no batch norm": dict(batch_norm=False),
+    "SGD momentum 0.99 (paper)": dict(optimizer="sgd", learning_rate=0.01, momentum=0.99),
+    "constant learning rate": dict(lr_schedule="constant"),
+    "width 8": dict(base_filters=8),
+    "width 32": dict(base_filters=32),
+    "depth 5": dict(depth=5),
+    "tile 256, batch 2": dict(tile_size=256, batch_size=2),
+    "no border term (w0 0)": dict(w0=0.0),
+    "no elastic deformation": dict(elastic=False),
+}
+TTA_ROWS = ("base",)  # also scored with the 8 flips and rotations (no extra training)
+
+
+def seconds_per_step(config) -> float:
+    """Measured seconds of one step of ``model.fit`` on ``config``'s tiles (after a compiling epoch).
+
+    Probes on a busy machine come out long: ``--redo`` plans a row again from the epochs it measured.
+    """
+    import keras
+
+    from unet_tutorial.pipeline import SegmentationDataset
+    from unet_tutorial.splits import run_split
+    from unet_tutorial.train import _build_and_compile, _load_data
+
+    images, labels, _, _ = _load_data(config)
+    trained = run_split(len(images), config.validation_folds, config.validation_fold, config.tuning_block)[0]
+
+    def tiles(steps):
+        return SegmentationDataset(images[trained], labels[trained], tiles=config.tiles,
+                                   augmentation=config.augmentation, weighting=config.weighting,
+                                   batch_size=config.batch_size, tiles_per_epoch=steps * config.batch_size, seed=0)
+
+    keras.utils.set_random_seed(0)
+    model = _build_and_compile(config, channels=1)
+    model.fit(tiles(2), epochs=1, verbose=0)  # compiles
+
+    def seconds(steps):
+        started = time.perf_counter()
+        model.fit(tiles(steps), epochs=1, verbose=0)
+        return time.perf_counter() - started
+
+    # the difference of a short and a longer epoch: the cost of starting an epoch cancels out
+    short, long = seconds(2), seconds(12)
+    return (long - short) / 10
+
+
+def score_tuning_block(run_dir: pathlib.Path, tta: bool) -> dict:
+    """ISBI scores (the challenge's definitions) of the run's final model on the slices it scored every epoch."""
+    from unet_tutorial import datasets
+    from unet_tutorial.evaluate import load_model, predict_stack
+    from unet_tutorial.metrics import isbi_scores
+
+    state = json.loads((run_dir / "state.json").read_text())
+    slices = state["scored_each_epoch"]
+    data = datasets.load_isbi2012()
+    model = load_model(run_dir / "model.keras")
+    from unet_tutorial.config import TileConfig
+
+    tile = TileConfig.whole_image(data.images[0].shape, state["config"]["depth"], state["config"]["padding"])
+    probabilities = predict_stack(model, data.images[slices], tta=tta, tile_size=tile.tile_size, progress=False)
+    scores = isbi_scores(probabilities[..., 0], data.labels[slices])
+    return {key: value for key, value in scores.as_dict().items() if key != "thresholds"}
+
+
+def row_folder(name: str) -> str:
+    """The run folder of a row: its name up to any parenthesis, with dashes for spaces."""
+    return name.split(" (")[0].replace(" ", "-").replace(",", "")
+
+
+def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, seconds_per_epoch=None) -> dict:
+    from unet_tutorial.config import TrainConfig
+    from unet_tutorial.train import train
+
+    run_dir = out / row_folder(name)
+    settings = {**BASE, **overrides, "output_dir": str(run_dir)}
+    if seconds_per_epoch is None:
+        step_s = seconds_per_step(TrainConfig(**settings, epochs=1))
+        # Plan the epochs so that training fills the budget (a tenth more per step: loading, compiling, the
+        # per-epoch score); the time budget stops a row that runs over.
+        epochs = max(1, round(minutes * 60 / (1.1 * step_s * STEPS_PER_EPOCH)))
+    else:  # planned from the epochs of an earlier attempt (a probe on a busy machine can be far off)
+        step_s = seconds_per_epoch / STEPS_PER_EPOCH
+        epochs = max(1, round(minutes * 60 / seconds_per_epoch))
+    config = TrainConfig(**settings, epochs=epochs, time_budget_s=minutes * 60)
+    resume = (run_dir / "state.json").is_file()
+    if resume:  # the planned length is the saved one
+        config = dataclasses.replace(config, epochs=json.loads((run_dir / "state.json").read_text())["config"]["epochs"])
+    history = train(config, resume=resume, verbose=2)
+    row = {
+        "row": name,
+        "changes": overrides,
+        "seconds_per_step": round(step_s, 4),
+        "steps": int(history["epoch"][-1]) * STEPS_PER_EPOCH,
+        "cpu_minutes": round(history["elapsed_seconds"][-1] / 60, 2),
+        "tuning_pixel_error_per_epoch": history["val_pixel_error"],
+        "minutes_per_epoch": [round(s / 60, 3) for s in history["elapsed_seconds"]],
+        "tuning": score_tuning_block(run_dir, tta=False),
+    }
+    if name in TTA_ROWS:
+        row["tuning_tta"] = score_tuning_block(run_dir, tta=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/study", help="folder of the runs and of study.json")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training budget of each row")
+    parser.add_argument("--rows", nargs="*", default=None, help="only these rows (default: all)")
+    parser.add_argument("--redo", nargs="*", default=(), help="run these finished rows again, planned from the "
+                        "epoch time they measured (for rows that a busy machine planned too short)")
+    args = parser.parse_args(argv)
+
+    from unet_tutorial.files import write_json_atomic
+    from unet_tutorial.provenance import cpu_hardware, source
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table_path = out / "study.json"
+    table = json.loads(table_path.read_text()) if table_path.is_file() else {
+        "provenance": {
+            "command": shlex.join(["python", *sys.argv]),
+            "commit": source()["commit"],
+            "uncommitted_changes": source()["uncommitted_changes"],
+            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "hardware": cpu_hardware(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "minutes_per_row": args.minutes,
+            "scored_on": "ISBI-2012 tuning block, slices 6-11 (held-out slices 0-5 not used)",
+            "base": BASE,
+        },
+        "rows": [],
+    }
+    measured = {}
+    for row in [row for row in table["rows"] if row["row"] in args.redo]:
+        measured[row["row"]] = row["cpu_minutes"] * 60 / (row["steps"] / STEPS_PER_EPOCH)
+        table["rows"].remove(row)
+        shutil.rmtree(out / row_folder(row["row"]), ignore_errors=True)
+    done = {row["row"] for row in table["rows"]}
+    for name, overrides in ROWS.items():
+        if name in done or (args.rows and name not in args.rows):
+            continue
+        print(f"== {name}: {overrides}", flush=True)
+        row = run_row(name, overrides, args.minutes, out, measured.get(name))
+        table["rows"].append(row)
+        write_json_atomic(table_path, table)
+        tuning = row["tuning"]
+        print(f"== {name}: pixel {tuning['pixel_error']:.4f} rand {tuning['rand_error']:.4f} "
+              f"warping {tuning['warping_error']:.6f} in {row['cpu_minutes']} min, {row['steps']} steps", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
