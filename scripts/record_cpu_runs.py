@@ -1,0 +1,163 @@
+"""The book's recorded CPU runs: ISBI-2012 (fold 0 held out) and the four cell tracking runs, on 2 cores.
+
+Each run trains the ``cpu`` preset (chosen by ``scripts/recipe_study.py`` on the
+tuning block, never on held-out data) for a wall-clock budget, then is scored
+once on data it never trained on: ISBI-2012 slices 0-5 with the challenge's
+metrics and test-time augmentation, each cell tracking sequence with SEG on the
+other sequence. The artifacts go to ``--out`` (``book/artifacts/cpu_runs``):
+``metrics.json`` (Tables 1 and 2), ``history-<run>.json`` (held-out quality per
+epoch against training minutes), ``predictions-<dataset>.npz`` (two images,
+uint8) and ``provenance.json`` (command, commit, backend, hardware, wall time,
+date of each run). Every file is written atomically.
+
+Runs are resumable: run the same command again and each run continues from its
+last checkpoint in ``--runs`` (the budget counts the training before the
+resume), finished runs are only scored again when their artifacts are missing.
+
+    nohup python scripts/record_cpu_runs.py > runs/record.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import shlex
+import sys
+import time
+
+import numpy as np
+
+# name -> (dataset, sequence trained on, training minutes)
+RUNS = {
+    "isbi2012": ("isbi2012", "01", 90.0),
+    "PhC-C2DH-U373-01": ("PhC-C2DH-U373", "01", 30.0),
+    "PhC-C2DH-U373-02": ("PhC-C2DH-U373", "02", 30.0),
+    "DIC-C2DH-HeLa-01": ("DIC-C2DH-HeLa", "01", 30.0),
+    "DIC-C2DH-HeLa-02": ("DIC-C2DH-HeLa", "02", 30.0),
+}
+PRESET = "cpu"
+PRESET_MINUTES = 90.0  # the preset's epochs x steps_per_epoch take about this long on 2 cores
+PREDICTION_IMAGES = 2  # images of each scored set kept as artifacts
+
+
+def run_config(name: str, runs: pathlib.Path):
+    from unet_tutorial.config import TrainConfig
+
+    dataset, sequence, minutes = RUNS[name]
+    preset = TrainConfig.preset(PRESET)
+    if dataset == "isbi2012":  # fold 0 (slices 0-5) held out, scored each epoch, never trained on
+        fields = dict(validation_folds=5, validation_fold=0)
+    else:  # all annotated frames of one sequence; the other sequence is the held-out set
+        fields = dict(sequence=sequence, validation_folds=1)
+    # the planned length: the budget at the preset's speed (the cosine schedule ends with it)
+    epochs = max(1, round(preset.epochs * minutes / PRESET_MINUTES))
+    return TrainConfig.preset(PRESET, dataset=dataset, **fields, epochs=epochs, time_budget_s=minutes * 60,
+                              output_dir=str(runs / name))
+
+
+def score_isbi(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
+    from unet_tutorial import datasets
+    from unet_tutorial.config import TileConfig
+    from unet_tutorial.evaluate import predict_stack
+    from unet_tutorial.metrics import isbi_scores
+    from unet_tutorial.splits import held_out_split
+
+    data = datasets.load_isbi2012()
+    held_out = held_out_split(len(data.images), config.validation_folds, config.validation_fold)[1]
+    tile = TileConfig.whole_image(data.images[0].shape, config.depth, config.padding).tile_size
+    probabilities = predict_stack(model, data.images[held_out], tta=tta, tile_size=tile, progress=False)
+    scores = isbi_scores(probabilities[..., 0], data.labels[held_out])
+    return ({key: value for key, value in scores.as_dict().items() if key != "thresholds"},
+            probabilities[..., 0], [int(i) for i in held_out])
+
+
+def score_ctc(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
+    from unet_tutorial import datasets, metrics
+    from unet_tutorial.annotations import ignore_regions
+    from unet_tutorial.config import TileConfig
+    from unet_tutorial.evaluate import predict_stack
+    from unet_tutorial.splits import other_sequence
+
+    sequence = other_sequence(config.sequence)
+    data = datasets.load_ctc(config.dataset, sequence)
+    tile = TileConfig.whole_image(data.images[0].shape, config.depth, config.padding).tile_size
+    probabilities = predict_stack(model, data.images, tta=tta, tile_size=tile, progress=False)
+    instances = metrics.cell_components(probabilities[..., 1] > 0.5)
+    ignore = ignore_regions(data.masks, data.markers)
+    scores = {
+        "seg": float(metrics.seg_score(instances, data.masks)),
+        "iou_cell": float(metrics.iou(instances > 0, data.masks > 0, n_classes=2, ignore=ignore)[1]),
+        "scored_sequence": sequence,
+        "frames": len(data.images),
+    }
+    return scores, probabilities[..., 1], [int(f) for f in data.frame_numbers]
+
+
+def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
+    from unet_tutorial.evaluate import load_model
+    from unet_tutorial.files import write_json_atomic
+    from unet_tutorial.predictions import save_predictions
+    from unet_tutorial.provenance import cpu_hardware, source
+    from unet_tutorial.train import train
+
+    config = run_config(name, runs)
+    run_dir = pathlib.Path(config.output_dir)
+    resume = (run_dir / "state.json").is_file()
+    started = time.perf_counter()
+    history = train(config, resume=resume, verbose=2)
+    state = json.loads((run_dir / "state.json").read_text())
+    model = load_model(run_dir / "model.keras")
+    scorer = score_isbi if config.dataset == "isbi2012" else score_ctc
+    scored_at = time.perf_counter()
+    scores, probability, images = scorer(model, config, tta)
+    score_s = time.perf_counter() - scored_at
+    dataset_file = "isbi2012" if config.dataset == "isbi2012" else name
+    save_predictions(out / f"predictions-{dataset_file}.npz", probability[:PREDICTION_IMAGES],
+                     images[:PREDICTION_IMAGES], compact=True, run=name, tta=tta,
+                     what="P(membrane)" if config.dataset == "isbi2012" else "P(cell)")
+    write_json_atomic(out / f"history-{name}.json", {**history, "minutes": [s / 60 for s in history["elapsed_seconds"]]})
+    metrics_path, provenance_path = out / "metrics.json", out / "provenance.json"
+    all_metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    all_metrics[name] = {"tta": tta, "scored_images": images, **scores}
+    write_json_atomic(metrics_path, all_metrics)
+    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
+    code = source()
+    provenance[name] = {
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": code["commit"],
+        "uncommitted_changes": code["uncommitted_changes"],
+        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "hardware": cpu_hardware(),
+        "training_minutes": round(state["elapsed_seconds"] / 60, 2),
+        "epochs": state["epoch"],
+        "steps": state["epoch"] * config.steps_per_epoch,
+        "scoring_seconds": round(score_s, 1),
+        "wall_seconds_this_call": round(time.perf_counter() - started, 1),
+        "resumed": resume,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": state["config"],
+    }
+    write_json_atomic(provenance_path, provenance)
+    print(f"== {name}: {json.dumps(scores)} after {provenance[name]['training_minutes']} min", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="runs/cpu-record", help="checkpoints of the runs (resume from here)")
+    parser.add_argument("--out", default="book/artifacts/cpu_runs", help="the artifacts")
+    parser.add_argument("--only", nargs="*", choices=sorted(RUNS), help="only these runs (default: all)")
+    parser.add_argument("--no-tta", action="store_true", help="score without test-time augmentation")
+    args = parser.parse_args(argv)
+    runs, out = pathlib.Path(args.runs), pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.only or RUNS:
+        print(f"== {name}", flush=True)
+        record(name, runs, out, tta=not args.no_tta)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
