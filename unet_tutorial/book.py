@@ -41,6 +41,7 @@ ARTIFACT_SHA256 = {
     "chapter9/history.json": "617ae01d4b720942f904e4ed83e5c4f70c4e8ae31e4b5eabf651850bbc2ed613",
     "chapter9/isbi_heldout_membrane.npz": "2e049bbebe479ad0ef43de7f02126a62b2e5e878213a262fd9463275d3a357ad",
     "chapter9/provenance.json": "1f935f87fee7e498e38245c1bd87041d6e81e29256b21ec622f3cf2ca5d0f3cf",
+    "cpu_runs/recipe_study.json": "2701f81d459157397ee08f00288d7c8b9d15f47da8ac8f2cd61eee8c2e11c919",
 }
 
 
