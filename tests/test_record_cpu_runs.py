@@ -68,6 +68,7 @@ def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record
         predictions = load_predictions(out / f"predictions-{name}.npz")
     assert len(predictions.probabilities) == record_script.PREDICTION_IMAGES
     assert np.all((predictions.probabilities >= 0) & (predictions.probabilities <= 1))
-    # run again: the finished run is resumed (nothing to train) and scored again
-    record_script.record(name, runs, out, tta=False)
-    assert json.loads((out / "provenance.json").read_text())[name]["resumed"] is True
+    if name == "isbi2012":  # run again (once: scoring all frames of a CTC sequence twice costs minutes)
+        record_script.record(name, runs, out, tta=False)  # the finished run is resumed, nothing trained, scored again
+        assert json.loads((out / "provenance.json").read_text())[name]["resumed"] is True
+        assert json.loads((out / f"history-{name}.json").read_text())["epoch"] == [1]
