@@ -332,9 +332,10 @@ PRESETS: dict[str, TrainConfig] = {
     # and scores it on the tuning block (ISBI slices 6-11, never the held-out 0-5): its best
     # row was this one, 4 levels of 8 channels, same padding (whole 128x128 tiles of 8 per
     # step, no context wasted), batch norm, Adam 1e-3 with a cosine decay, the paper's weight
-    # map and elastic deformation. Narrow and fast beat wide and slow at this budget (width 8:
-    # 300 steps, tuning pixel error 0.072; width 16: 150 steps, 0.084; width 32: 50 steps, no
-    # learning yet). 100 x 50 = 5,000 steps of about 1 s.
+    # map and elastic deformation. Narrow and fast beat wider and slower at this budget (width 8:
+    # 300 steps, tuning pixel error 0.072; width 16: 150 steps, 0.084). Rows that stopped short
+    # of their 6 minutes (width 32, depth 5, ...) and the check of the best two at 90 minutes
+    # are still to run (book/artifacts/cpu_runs/recipe_study.json). 100 x 50 = 5,000 steps of about 1 s.
     "cpu": TrainConfig(
         depth=4, base_filters=8, padding="same", batch_norm=True, dropout=0.0, tile_size=128, batch_size=8,
         optimizer="adam", learning_rate=1e-3, lr_schedule="cosine", epochs=100, steps_per_epoch=50,
