@@ -41,6 +41,10 @@ ARTIFACT_SHA256 = {
     "chapter9/history.json": "617ae01d4b720942f904e4ed83e5c4f70c4e8ae31e4b5eabf651850bbc2ed613",
     "chapter9/isbi_heldout_membrane.npz": "2e049bbebe479ad0ef43de7f02126a62b2e5e878213a262fd9463275d3a357ad",
     "chapter9/provenance.json": "1f935f87fee7e498e38245c1bd87041d6e81e29256b21ec622f3cf2ca5d0f3cf",
+    "cpu_runs/history-isbi2012.json": "e8843e8383e00a36dd807ecd3eb66d89fa6bc82da5b266f4174fc6c78847961e",
+    "cpu_runs/metrics.json": "d9c6c058ea3a93dd6e0e7f6a3dc8a61f688e0964014adbe4047a393c33e5e4ad",
+    "cpu_runs/predictions-isbi2012.npz": "4852c7cb5b6aba0c85ad9a5d271e4617b1e35b2436611dc4be3a29bf6712bac4",
+    "cpu_runs/provenance.json": "6dcdbc12f5ff6878dd5343bfbe970aa1993eebaad978a1ead891e7cc5172981e",
     "cpu_runs/recipe_study.json": "2701f81d459157397ee08f00288d7c8b9d15f47da8ac8f2cd61eee8c2e11c919",
 }
 
