@@ -89,19 +89,14 @@ def seconds_per_step(config) -> float:
 def score_tuning_block(run_dir: pathlib.Path, tta: bool) -> dict:
     """ISBI scores (the challenge's definitions) of the run's final model on the slices it scored every epoch."""
     from unet_tutorial import datasets
-    from unet_tutorial.evaluate import load_model, predict_stack
-    from unet_tutorial.metrics import isbi_scores
+    from unet_tutorial.evaluate import load_model, score_isbi_images
 
     state = json.loads((run_dir / "state.json").read_text())
     slices = state["scored_each_epoch"]
     data = datasets.load_isbi2012()
     model = load_model(run_dir / "model.keras")
-    from unet_tutorial.config import TileConfig
-
-    tile = TileConfig.whole_image(data.images[0].shape, state["config"]["depth"], state["config"]["padding"])
-    probabilities = predict_stack(model, data.images[slices], tta=tta, tile_size=tile.tile_size, progress=False)
-    scores = isbi_scores(probabilities[..., 0], data.labels[slices])
-    return {key: value for key, value in scores.as_dict().items() if key != "thresholds"}
+    return score_isbi_images(model, data.images[slices], data.labels[slices], depth=state["config"]["depth"],
+                             padding=state["config"]["padding"], tta=tta)[0]
 
 
 def row_folder(name: str) -> str:
@@ -158,11 +153,12 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table_path = out / "study.json"
+    code = source()
     table = json.loads(table_path.read_text()) if table_path.is_file() else {
         "provenance": {
             "command": shlex.join(["python", *sys.argv]),
-            "commit": source()["commit"],
-            "uncommitted_changes": source()["uncommitted_changes"],
+            "commit": code["commit"],
+            "uncommitted_changes": code["uncommitted_changes"],
             "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
             "hardware": cpu_hardware(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

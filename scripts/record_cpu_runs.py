@@ -12,7 +12,7 @@ date of each run). Every file is written atomically.
 
 Runs are resumable: run the same command again and each run continues from its
 last checkpoint in ``--runs`` (the budget counts the training before the
-resume), finished runs are only scored again when their artifacts are missing.
+resume); a finished run trains no more and is scored again.
 
     nohup python scripts/record_cpu_runs.py > runs/record.log 2>&1 &
 """
@@ -60,18 +60,14 @@ def run_config(name: str, runs: pathlib.Path):
 
 def score_isbi(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
     from unet_tutorial import datasets
-    from unet_tutorial.config import TileConfig
-    from unet_tutorial.evaluate import predict_stack
-    from unet_tutorial.metrics import isbi_scores
+    from unet_tutorial.evaluate import score_isbi_images
     from unet_tutorial.splits import held_out_split
 
     data = datasets.load_isbi2012()
     held_out = held_out_split(len(data.images), config.validation_folds, config.validation_fold)[1]
-    tile = TileConfig.whole_image(data.images[0].shape, config.depth, config.padding).tile_size
-    probabilities = predict_stack(model, data.images[held_out], tta=tta, tile_size=tile, progress=False)
-    scores = isbi_scores(probabilities[..., 0], data.labels[held_out])
-    return ({key: value for key, value in scores.as_dict().items() if key != "thresholds"},
-            probabilities[..., 0], [int(i) for i in held_out])
+    scores, membrane = score_isbi_images(model, data.images[held_out], data.labels[held_out], depth=config.depth,
+                                         padding=config.padding, tta=tta)
+    return scores, membrane, [int(i) for i in held_out]
 
 
 def score_ctc(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:

@@ -67,6 +67,22 @@ def predict_stack(model, images: np.ndarray, *, tta: bool = False, tile_size=Non
                      for i in indices])
 
 
+def score_isbi_images(model, images, labels, *, depth: int, padding: str, tta: bool = False):
+    """(ISBI scores as a dict, P(membrane) (N, H, W)) of whole images, one whole-image tile each.
+
+    The scoring of the recorded CPU runs and of the recipe study: overlap-tile
+    prediction with the tile of ``TileConfig.whole_image``, then
+    ``metrics.isbi_scores`` (the challenge's definitions); the dict leaves out the
+    list of thresholds swept.
+    """
+    from .metrics import isbi_scores
+
+    tile = TileConfig.whole_image(images[0].shape, depth, padding).tile_size
+    membrane = predict_stack(model, images, tta=tta, tile_size=tile, progress=False)[..., 0]
+    scores = isbi_scores(membrane, labels).as_dict()
+    return {key: value for key, value in scores.items() if key != "thresholds"}, membrane
+
+
 # ----------------------------------------------------------------------------- which data
 def saved_config(model_path) -> dict | None:
     """The training config saved by ``train`` beside a model (``state.json``), or None when there is none.
