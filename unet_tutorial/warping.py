@@ -74,6 +74,14 @@ class WarpingResult:
                 + self.hole_additions + self.hole_deletions)
 
 
+def _ring(code: int) -> np.ndarray:
+    """The 3 x 3 neighbourhood that an 8-bit code describes (bit k = neighbour ``_OFFSETS[k]`` set), centre False."""
+    ring = np.zeros((3, 3), dtype=bool)
+    for bit, (dr, dc) in enumerate(_OFFSETS):
+        ring[1 + dr, 1 + dc] = bool(code >> bit & 1)
+    return ring
+
+
 @functools.lru_cache(maxsize=None)
 def simple_point_table() -> np.ndarray:
     """Look-up table: is a pixel with neighbourhood code ``c`` simple?
@@ -90,9 +98,7 @@ def simple_point_table() -> np.ndarray:
     """
     table = np.zeros(256, dtype=bool)
     for code in range(256):
-        ring = np.zeros((3, 3), dtype=bool)
-        for bit, (dr, dc) in enumerate(_OFFSETS):
-            ring[1 + dr, 1 + dc] = bool(code >> bit & 1)
+        ring = _ring(code)
         foreground, _ = ndimage.label(ring, structure=FOUR)
         edge_labels = {foreground[0, 1], foreground[1, 0], foreground[1, 2], foreground[2, 1]} - {0}
         background_ring = ~ring
@@ -110,13 +116,7 @@ def ring_cut_table() -> np.ndarray:
     Only then can removing the centre cut its cell (:func:`split_merge_pixels`);
     when the pieces meet in the ring, the cell stays whole.
     """
-    table = np.zeros(256, dtype=bool)
-    for code in range(256):
-        ring = np.zeros((3, 3), dtype=bool)
-        for bit, (dr, dc) in enumerate(_OFFSETS):
-            ring[1 + dr, 1 + dc] = bool(code >> bit & 1)
-        table[code] = ndimage.label(ring, structure=FOUR)[1] >= 2
-    return table
+    return np.array([ndimage.label(_ring(code), structure=FOUR)[1] >= 2 for code in range(256)])
 
 
 def _neighbourhood_codes(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
