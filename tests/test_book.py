@@ -381,6 +381,32 @@ STRAY_OUTPUT = ("INFO:tensorflow", "WARNING:tensorflow", "'NanumGothic'", "glue(
 
 @pytest.mark.book
 @pytest.mark.slow
+def test_each_chapter_ran_once_and_each_language_keeps_its_own_captions(built_book):
+    """The two languages share one cached run (book/_ext/shared_execution.py), not their captions."""
+    import jupytext
+    from jupyter_cache import get_cache
+
+    sys.path.insert(0, str(BOOK / "_ext"))
+    import shared_execution
+
+    shared_execution.setup(None)
+    cache = get_cache(REPO_ROOT / "_build" / ".jupyter_cache")
+    for korean in chapters("ko"):
+        english = BOOK / "en" / korean.name
+        runs = {language: cache.match_cache_notebook(jupytext.read(path)).pk
+                for language, path in (("ko", korean), ("en", english))}
+        assert runs["ko"] == runs["en"], f"{korean.stem}: the languages ran separately {runs}"
+        for language, path in (("ko", korean), ("en", english)):
+            page = (built_book / "book" / language / f"{path.stem}.html").read_text(encoding="utf-8")
+            names = re.findall(r"^\s+name: ((?:ko|en)-fig-[\w-]+)$", path.read_text(encoding="utf-8"), flags=re.M)
+            for name in names:
+                assert f'id="{name}"' in page, f"{language}/{path.stem}: figure {name} missing"
+            other = "en" if language == "ko" else "ko"
+            assert f'id="{other}-fig-' not in page, f"{language}/{path.stem}: shows the other language's figures"
+
+
+@pytest.mark.book
+@pytest.mark.slow
 def test_built_pages_declare_their_language_number_figures_per_chapter_and_show_no_stray_output(built_book):
     for language in LANGUAGE_LINK:
         for chapter in pages(language):
