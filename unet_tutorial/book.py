@@ -14,6 +14,7 @@ cell (tests check both).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -21,8 +22,8 @@ import numpy as np
 
 from . import predictions
 
-__all__ = ["ARTIFACT_SHA256", "REPOSITORY_BRANCH", "REPOSITORY_URL", "artifact_hashes", "book_artifact",
-           "load_predictions", "raw_url", "read_history"]
+__all__ = ["ARTIFACT_SHA256", "REPOSITORY_BRANCH", "REPOSITORY_URL", "RecordedRun", "artifact_hashes", "book_artifact",
+           "load_predictions", "raw_url", "read_history", "recorded_cpu_run"]
 
 REPOSITORY_URL = "https://github.com/unet-tutorial/unet-tutorial"
 REPOSITORY_BRANCH = "main"
@@ -91,6 +92,35 @@ def book_artifact(name: str, folder="../artifacts/chapter9", base_url: str | Non
     # One cache folder per chapter: chapters 7 and 9 both have a history.json.
     return pathlib.Path(pooch.retrieve(url, known_hash=f"sha256:{ARTIFACT_SHA256[key]}", fname=name,
                                        progressbar=False, path=pooch.os_cache("unet-tutorial") / "artifacts" / folder.name))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRun:
+    """One of the book's recorded CPU runs (``scripts/record_cpu_runs.py``), as chapters 7 and 8 show it."""
+
+    name: str
+    provenance: dict  # command, commit, backend, hardware, date, training minutes, steps, config
+    scores: dict  # the held-out scores: ISBI's Table 1 metrics, or SEG and pixel IoU of a cell tracking run
+    history: dict  # per epoch: loss, minutes of training (and the held-out pixel error for ISBI)
+    predictions: predictions.Predictions  # two scored images, uint8 probabilities
+
+
+def recorded_cpu_run(name: str, folder="../artifacts/cpu_runs") -> RecordedRun:
+    """Read a recorded CPU run (``"isbi2012"``, ``"PhC-C2DH-U373-01"``, ...) from ``book/artifacts/cpu_runs``.
+
+    Raises:
+        KeyError: for a run the artifacts do not hold, naming the ones they do.
+    """
+    def read_json(file):
+        return json.loads(book_artifact(file, folder=folder).read_text(encoding="utf-8"))
+
+    provenance, scores = read_json("provenance.json"), read_json("metrics.json")
+    if name not in provenance or name not in scores:
+        raise KeyError(f"no recorded run {name!r}; the artifacts hold {sorted(set(provenance) & set(scores))}. "
+                       "Record it with scripts/record_cpu_runs.py --only NAME.")
+    prediction_file = "predictions-isbi2012.npz" if name == "isbi2012" else f"predictions-{name}.npz"
+    return RecordedRun(name, provenance[name], scores[name], read_json(f"history-{name}.json"),
+                       predictions.load_predictions(book_artifact(prediction_file, folder=folder)))
 
 
 def read_history(history) -> dict[str, list[float]]:

@@ -1,0 +1,94 @@
+"""The book's recorded CPU runs (``book/artifacts/cpu_runs/``) and the chapters that show them.
+
+* Every recorded run has its four artifacts, a complete provenance (command,
+  commit, backend, 2-core CPU, training minutes within its budget, date) and
+  scores on data it never trained on.
+* The built chapters 7 and 8 print the artifacts' figures (both languages), and
+  chapter 7 prints no number of the chapter-7 stand-in while that is not a GPU run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from unet_tutorial import book, predictions
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "book" / "artifacts" / "cpu_runs"
+PROVENANCE = json.loads((ARTIFACTS / "provenance.json").read_text(encoding="utf-8"))
+METRICS = json.loads((ARTIFACTS / "metrics.json").read_text(encoding="utf-8"))
+CTC_RUNS = sorted(name for name in METRICS if name != "isbi2012")
+
+
+def test_every_recorded_run_has_its_artifacts_and_provenance():
+    assert "isbi2012" in METRICS and set(METRICS) == set(PROVENANCE)
+    for name, provenance in PROVENANCE.items():
+        run = book.recorded_cpu_run(name, folder=ARTIFACTS)
+        assert re.fullmatch(r"[0-9a-f]{40}", provenance["commit"]), name
+        assert provenance["command"].startswith("python scripts/record_cpu_runs.py"), name
+        assert provenance["hardware"].startswith("CPU, 2 cores"), name
+        assert provenance["backend"] in ("tensorflow", "jax"), name
+        assert datetime.datetime.fromisoformat(provenance["date"]).tzinfo is not None, name
+        budget_minutes = provenance["config"]["time_budget_s"] / 60
+        assert 0 < provenance["training_minutes"] <= budget_minutes + 0.5, name  # stops at an epoch boundary
+        assert provenance["steps"] == provenance["epochs"] * provenance["config"]["steps_per_epoch"], name
+        assert len(run.history["minutes"]) == provenance["epochs"], name
+        assert run.history["minutes"][-1] == pytest.approx(provenance["training_minutes"], abs=0.01), name
+        assert len(run.predictions.probabilities) <= 2
+        for file in (f"history-{name}.json", "metrics.json", "provenance.json"):
+            assert f"cpu_runs/{file}" in book.ARTIFACT_SHA256, f"{file}: paste book.artifact_hashes() into ARTIFACT_SHA256"
+
+
+def test_each_run_was_scored_on_data_it_never_trained_on():
+    isbi = PROVENANCE["isbi2012"]["config"]
+    assert (isbi["validation_folds"], isbi["validation_fold"]) == (5, 0)
+    assert METRICS["isbi2012"]["scored_images"] == list(range(6)) and METRICS["isbi2012"]["tta"]
+    for name in CTC_RUNS:
+        trained_on = PROVENANCE[name]["config"]["sequence"]
+        assert METRICS[name]["scored_sequence"] != trained_on, name
+        assert name.endswith(trained_on) and 0 <= METRICS[name]["seg"] <= 1, name
+
+
+def test_prediction_artifacts_hold_probabilities_only():
+    for path in sorted(ARTIFACTS.glob("predictions-*.npz")):
+        with np.load(path, allow_pickle=False) as npz:
+            assert not [key for key in npz.files if re.search(r"image|label|mask", key)], path.name
+        assert predictions.load_predictions(path).probabilities.max() <= 1.0
+
+
+def page_text(built_book, language: str, chapter: str) -> str:
+    html = (built_book / "book" / language / f"{chapter}.html").read_text(encoding="utf-8")
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_chapter_7_prints_the_recorded_isbi_run_and_no_stand_in_numbers(built_book):
+    scores, provenance = METRICS["isbi2012"], PROVENANCE["isbi2012"]
+    stand_in = json.loads((REPO_ROOT / "book" / "artifacts" / "chapter7" / "metrics.json").read_text(encoding="utf-8"))
+    stand_in_row = stand_in["table1"]["rows"][-1]
+    for language in ("ko", "en"):
+        text = page_text(built_book, language, "07_gpu_training")
+        for figure in (f"{scores['pixel_error']:.4f}", f"{scores['rand_error']:.4f}", f"{scores['warping_error']:.6f}",
+                       f"{provenance['training_minutes']:.1f}", provenance["hardware"], provenance["date"][:10]):
+            assert figure in text, f"{language}/07: {figure} of the recorded run is not printed"
+        assert "No GPU run recorded yet" in text, f"{language}/07: the GPU section must say that no GPU run exists"
+        assert f"{stand_in_row['rand_error']:.4f}" not in text, f"{language}/07: prints the stand-in's Rand error"
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_chapter_8_prints_the_recorded_cell_tracking_runs(built_book):
+    if not CTC_RUNS:
+        pytest.skip("no cell tracking run recorded yet")
+    for language in ("ko", "en"):
+        text = page_text(built_book, language, "08_cell_tracking")
+        for name in CTC_RUNS:
+            assert f"{METRICS[name]['seg']:.3f}" in text, f"{language}/08: SEG of {name} is not printed"
+            assert f"{PROVENANCE[name]['training_minutes']:.1f}" in text, f"{language}/08: minutes of {name}"
