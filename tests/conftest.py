@@ -39,16 +39,23 @@ def shared_data() -> pathlib.Path:
     return path
 
 
-# ----------------------------------------------------------------------------- the browser tests (tests/browser_pages.py)
-@pytest.fixture(scope="module")
-def html_dir(shared_data) -> pathlib.Path:
-    """The built book: ``$UNET_TUTORIAL_HTML`` if set (an existing build), else built once (tests/test_book.py)."""
-    if os.environ.get("UNET_TUTORIAL_HTML"):
-        return pathlib.Path(os.environ["UNET_TUTORIAL_HTML"])
+# ----------------------------------------------------------------------------- the built book
+@pytest.fixture(scope="session")
+def built_book(shared_data) -> pathlib.Path:
+    """The book's HTML, built once per session (tests/test_book.py's build_book) for every test module that reads it."""
     from test_book import HTML, build_book
 
     build_book(str(shared_data.resolve()))  # absolute: chapters run in their own folders
     return HTML
+
+
+# ----------------------------------------------------------------------------- the browser tests (tests/browser_pages.py)
+@pytest.fixture(scope="module")
+def html_dir(request) -> pathlib.Path:
+    """The built book: ``$UNET_TUTORIAL_HTML`` if set (an existing build), else built once (tests/test_book.py)."""
+    if os.environ.get("UNET_TUTORIAL_HTML"):
+        return pathlib.Path(os.environ["UNET_TUTORIAL_HTML"])
+    return request.getfixturevalue("built_book")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ other. Each backend runs in its own process (Keras picks its backend at import).
 """
 
 import os
-import pathlib
 import subprocess
 import sys
 import textwrap

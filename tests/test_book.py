@@ -161,12 +161,6 @@ def build_book(data_dir: str) -> str:
     return log
 
 
-@pytest.fixture(scope="session")
-def built_book(shared_data) -> pathlib.Path:
-    build_book(str(shared_data.resolve()))  # absolute: chapters run in their own folders
-    return HTML
-
-
 @pytest.mark.book
 @pytest.mark.slow
 def test_book_builds_without_warnings_and_both_languages_are_reachable(built_book, shared_data):

@@ -9,7 +9,6 @@ import argparse
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from unet_tutorial import config, config_cli, splits

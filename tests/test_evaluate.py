@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import os
-import pathlib
 import subprocess
 import sys
 

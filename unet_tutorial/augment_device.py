@@ -26,7 +26,6 @@ is the function it calls, :func:`warp_batch` its deterministic core.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from .augment import _cubic_interpolation_matrix
