@@ -17,39 +17,48 @@ SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np, keras
     from unet_tutorial import build_unet
-    mode, model_path, out_path = sys.argv[1:4]
     x = np.random.default_rng(7).random((2, 92, 92, 1), dtype=np.float32)
-    if mode == "create":
-        keras.utils.set_random_seed(3)
-        model = build_unet((None, None, 1), base_filters=8, depth=3)
-        model.save(model_path)
-    else:
-        model = keras.saving.load_model(model_path)
-    np.save(out_path, np.asarray(model(x, training=False)))
+    # arguments: pairs of (create|load, model path, output path), done in order
+    for mode, model_path, out_path in zip(*[iter(sys.argv[1:])] * 3):
+        if mode == "create":
+            keras.utils.set_random_seed(3)
+            model = build_unet((None, None, 1), base_filters=8, depth=3)
+            model.save(model_path)
+        else:
+            model = keras.saving.load_model(model_path)
+        np.save(out_path, np.asarray(model(x, training=False)))
     print(keras.backend.backend())
     """
 )
 
 
-def _run(backend, *args, tmp_path):
+def _run(backend, *steps, tmp_path):
+    """Run (mode, model path, output path) steps in one process of ``backend``; return the outputs."""
     script = tmp_path / "backend_check.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, str(script), *map(str, args)], env=env,
+    arguments = [str(value) for step in steps for value in step]
+    result = subprocess.run([sys.executable, str(script), *arguments], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == backend
-    return np.load(args[2])
+    return [np.load(out_path) for _, _, out_path in steps]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first,second", [("tensorflow", "jax"), ("jax", "tensorflow")])
-def test_weights_agree_across_backends(tmp_path, first, second):
+def test_weights_agree_across_backends(tmp_path):
+    """A model made on TensorFlow predicts alike on JAX, and one made on JAX alike on TensorFlow.
+
+    Three processes: TensorFlow makes model A; JAX loads A and makes model B;
+    TensorFlow loads B (each backend start costs seconds, so no more than needed).
+    """
     pytest.importorskip("jax")
-    model_path = tmp_path / f"from_{first}.keras"
-    out_first = _run(first, "create", model_path, tmp_path / "a.npy", tmp_path=tmp_path)
-    out_second = _run(second, "load", model_path, tmp_path / "b.npy", tmp_path=tmp_path)
-    assert out_first.shape == (2, 52, 52, 2)
-    # Probabilities are not trivially uniform, so agreement means something.
-    assert out_first.std() > 1e-3
-    np.testing.assert_allclose(out_second, out_first, rtol=1e-4, atol=1e-5)
+    from_tf, from_jax = tmp_path / "from_tensorflow.keras", tmp_path / "from_jax.keras"
+    [a_on_tf] = _run("tensorflow", ("create", from_tf, tmp_path / "a_tf.npy"), tmp_path=tmp_path)
+    a_on_jax, b_on_jax = _run("jax", ("load", from_tf, tmp_path / "a_jax.npy"),
+                              ("create", from_jax, tmp_path / "b_jax.npy"), tmp_path=tmp_path)
+    [b_on_tf] = _run("tensorflow", ("load", from_jax, tmp_path / "b_tf.npy"), tmp_path=tmp_path)
+    for made, loaded in ((a_on_tf, a_on_jax), (b_on_jax, b_on_tf)):
+        assert made.shape == (2, 52, 52, 2)
+        assert made.std() > 1e-3  # probabilities are not trivially uniform, so agreement means something
+        np.testing.assert_allclose(loaded, made, rtol=1e-4, atol=1e-5)
