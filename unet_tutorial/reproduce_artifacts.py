@@ -142,7 +142,7 @@ def time_to_quality(entry: dict, goal: float = ISBI_GOAL_PIXEL_ERROR) -> dict:
     walls, elapsed = entry.get("epoch_wall_s", []), entry["history"].get("elapsed_seconds", [])
     result = {"goal_pixel_error": goal, "reached": False, "epochs_run": len(errors),
               "best_pixel_error": min(errors) if errors else None,
-              "paper": "about 10 hours on an NVIDIA Titan (6 GB) for the whole training (Ronneberger et al. 2015, Sec. 3)",
+              "paper": "about 10 hours on an NVIDIA Titan (6 GB) for the whole training (Ronneberger et al. 2015, Sec. 5, the conclusion)",
               "goal": "under 10 minutes on one H100 (issue 9)"}
     for index, error in enumerate(errors):
         if error <= goal:
