@@ -378,6 +378,17 @@ def test_seg_score_hand_computed_split_merge_unmatched():
     assert metrics.seg_score(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
 
 
+def test_merged_objects_counts_true_objects_that_share_a_predicted_object():
+    predicted, truth = _table2_example()
+    # B and C lie in one predicted object; the split A and the half-covered D are no merges
+    assert metrics.merged_objects(predicted, truth) == 2
+    assert metrics.merged_objects(truth, truth) == 0
+    assert metrics.merged_objects((truth > 0).astype(np.int32), truth) == 4  # one object over all four
+    assert metrics.merged_objects(np.stack([predicted, predicted]), np.stack([truth, truth])) == 4
+    with pytest.raises(ValueError):
+        metrics.merged_objects(predicted[:, :20], truth)
+
+
 def test_iou_hand_computed():
     predicted, truth = _table2_example()
     np.testing.assert_allclose(metrics.iou(predicted > 0, truth > 0), [10 / 14, 26 / 30])
