@@ -27,11 +27,11 @@ from .files import write_text_atomic
 from .manifest import dataset_names
 from .predictions import load_predictions, save_predictions
 from .splits import other_sequence, select_images, trained_indices
-from .tables import (PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE2_COLUMNS, PublishedRow,  # noqa: F401
-                     format_table, table1_rows, table2_rows)
+from .tables import (CHALLENGE_LEADERS_TABLE2, PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS,  # noqa: F401
+                     TABLE2_COLUMNS, PublishedRow, format_table, table1_rows, table2_rows)
 
 __all__ = ["load_model", "predict_stack", "select_slices", "saved_config", "PublishedRow", "PAPER_TABLE1",
-           "PAPER_TABLE2", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
+           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
            "add_predict_arguments", "run_predict"]
 
 select_slices = select_images  # the name this module has always offered
