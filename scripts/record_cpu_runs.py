@@ -71,21 +71,18 @@ def score_isbi(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
 
 
 def score_ctc(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
-    from unet_tutorial import datasets, metrics
+    from unet_tutorial import datasets
     from unet_tutorial.annotations import ignore_regions
     from unet_tutorial.config import TileConfig
-    from unet_tutorial.evaluate import predict_stack
+    from unet_tutorial.evaluate import predict_stack, score_ctc_probabilities
     from unet_tutorial.splits import other_sequence
 
     sequence = other_sequence(config.sequence)
     data = datasets.load_ctc(config.dataset, sequence)
     tile = TileConfig.whole_image(data.images[0].shape, config.depth, config.padding).tile_size
     probabilities = predict_stack(model, data.images, tta=tta, tile_size=tile, progress=False)
-    instances = metrics.cell_components(probabilities[..., 1] > 0.5)
-    ignore = ignore_regions(data.masks, data.markers)
     scores = {
-        "seg": float(metrics.seg_score(instances, data.masks)),
-        "iou_cell": float(metrics.iou(instances > 0, data.masks > 0, n_classes=2, ignore=ignore)[1]),
+        **score_ctc_probabilities(probabilities[..., 1], data.masks, ignore_regions(data.masks, data.markers)),
         "scored_sequence": sequence,
         "frames": len(data.images),
     }

@@ -389,6 +389,39 @@ def test_merged_objects_counts_true_objects_that_share_a_predicted_object():
         metrics.merged_objects(predicted[:, :20], truth)
 
 
+def _two_touching_cells():
+    """P(cell) of two cells side by side (columns 1-5 and 7-11), joined by a column of P = 0.6 (column 6)."""
+    probability = np.zeros((5, 13), np.float32)
+    probability[1:4, 1:6] = 0.95
+    probability[1:4, 7:12] = 0.9
+    probability[1:4, 6] = 0.6
+    probability[2, 3] = probability[2, 9] = 0.99  # the cells' cores
+    return probability
+
+
+def test_cells_from_probability_splits_touching_cells_at_the_dip_between_their_seeds():
+    probability = _two_touching_cells()
+    plain = metrics.cells_from_probability(probability)
+    assert plain.max() == 1 and np.array_equal(plain, metrics.cell_components(probability > 0.5))
+    seeded = metrics.cells_from_probability(probability, seed_threshold=0.8)
+    assert seeded.max() == 2 and np.array_equal(seeded > 0, probability > 0.5)  # the same pixels, two cells
+    assert len(set(seeded[1:4, 1:6].ravel())) == 1 and len(set(seeded[1:4, 7:12].ravel())) == 1
+    assert seeded[2, 3] != seeded[2, 9]
+    # a seed threshold above every probability: no seed, each component stays one cell
+    assert metrics.cells_from_probability(probability, seed_threshold=1.0).max() == 1
+    # a stack: numbered across frames, each frame split on its own
+    stack = metrics.cells_from_probability(np.stack([probability, probability]), seed_threshold=0.8)
+    assert sorted(np.unique(stack[0])) == [0, 1, 2] and sorted(np.unique(stack[1])) == [0, 3, 4]
+    # the split is what SEG rewards: the truth has two cells
+    truth = np.zeros((5, 13), np.int32)
+    truth[1:4, 1:6], truth[1:4, 7:12] = 1, 2
+    assert metrics.seg_score(seeded, truth) > 0.8 > metrics.seg_score(plain, truth)
+    with pytest.raises(ValueError, match="seed_threshold"):
+        metrics.cells_from_probability(probability, seed_threshold=0.3)
+    with pytest.raises(ValueError, match="probabilities"):
+        metrics.cells_from_probability(probability * 255)
+
+
 def test_iou_hand_computed():
     predicted, truth = _table2_example()
     np.testing.assert_allclose(metrics.iou(predicted > 0, truth > 0), [10 / 14, 26 / 30])

@@ -31,7 +31,7 @@ from .tables import (CHALLENGE_LEADERS_TABLE2, PAPER_TABLE1, PAPER_TABLE2, TABLE
                      TABLE2_COLUMNS, PublishedRow, format_table, table1_rows, table2_rows)
 
 __all__ = ["load_model", "predict_stack", "select_slices", "saved_config", "PublishedRow", "PAPER_TABLE1",
-           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
+           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "score_isbi_images", "score_ctc_probabilities", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
            "add_predict_arguments", "run_predict"]
 
 select_slices = select_images  # the name this module has always offered
@@ -81,6 +81,21 @@ def score_isbi_images(model, images, labels, *, depth: int, padding: str, tta: b
     membrane = predict_stack(model, images, tta=tta, tile_size=tile, progress=False)[..., 0]
     scores = isbi_scores(membrane, labels).as_dict()
     return {key: value for key, value in scores.items() if key != "thresholds"}, membrane
+
+
+def score_ctc_probabilities(cell_probability, masks, ignore, *, seed_threshold: float | None = None) -> dict:
+    """Table 2's scores of a predicted P(cell) stack (N, H, W) against CTC instance masks.
+
+    Cells are ``metrics.cells_from_probability`` (P(cell) > 0.5; with
+    ``seed_threshold``, split by a seeded watershed). SEG scores the annotated
+    cells only; the pixel IoU of the cell class leaves out ``ignore`` (marked
+    cells without an outline, ``annotations.ignore_regions``).
+    """
+    from .metrics import cells_from_probability, iou, seg_score
+
+    cells = cells_from_probability(cell_probability, seed_threshold=seed_threshold)
+    return {"seg": float(seg_score(cells, masks)),
+            "iou_cell": float(iou(cells > 0, masks > 0, n_classes=2, ignore=ignore)[1])}
 
 
 # ----------------------------------------------------------------------------- which data
@@ -263,9 +278,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                      "shrinks to one pixel); read it together with the Rand error.")
     else:
         cell = probabilities[..., 1] if probabilities.ndim == 4 else 1.0 - probabilities
-        instances = metrics.cell_components(cell > 0.5)
-        seg = metrics.seg_score(instances, truth)
-        iou_cell = float(metrics.iou(instances > 0, truth > 0, n_classes=2, ignore=ignore[indices])[1])
+        scores = score_ctc_probabilities(cell, truth, ignore[indices])
+        seg, iou_cell = scores["seg"], scores["iou_cell"]
         trained = f", model trained on {config.get('dataset')} {config.get('sequence')}" if config else ""
         measured_on = f"{args.dataset} sequence {sequence}, {description} (annotated frames){trained}{how}{caveat}"
         rows, columns = table2_rows(args.dataset, seg, iou_cell, measured_on), TABLE2_COLUMNS
