@@ -34,7 +34,7 @@ ARTIFACT_SUFFIXES = (".json", ".npz")  # the data files; the scripts and logs th
 ARTIFACT_SHA256 = {
     "chapter7/bench.json": "71471e76c1f45579dddd412072768536c12daa5a9e51d3156b8779732c7c7414",
     "chapter7/history.json": "69ae461cf3dc5667d16bfc2b3e7fff8c300dccc28d5b0612dddfaff9031aef1c",
-    "chapter7/metrics.json": "b69acacf150a5ae6095caa0de40cf0e4d27e50f11126cd7e1036bd26f9b4f23f",
+    "chapter7/metrics.json": "e0c513e8ed4afecff6c55d147fd75e589490693692dad87b1be0f43e4183f3dd",
     "chapter7/predictions-DIC-C2DH-HeLa.npz": "994d0e9a433a1145ca2953baa158744b8b5c9e70dcc4b71eaf44eb3db1d36b0b",
     "chapter7/predictions-PhC-C2DH-U373.npz": "c4fe6a33722fc9e6d1f66847f053b30ecd7feacd6bf9a94df82ea06c10884b85",
     "chapter7/predictions.npz": "33933999ce3869bfe521cd1b24398ee17fc20d052008d77978556f69aa37ea14",
