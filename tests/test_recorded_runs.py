@@ -62,6 +62,18 @@ def test_prediction_artifacts_hold_probabilities_only():
         assert predictions.load_predictions(path).probabilities.max() <= 1.0
 
 
+def test_the_seed_study_chose_on_tuning_frames_and_scored_the_other_sequence():
+    study = json.loads((ARTIFACTS / "seed_study.json").read_text(encoding="utf-8"))
+    for dataset, result in study.items():
+        tuning, held_out = result["tuning"], result["held_out"]
+        assert not set(tuning["frames"]) & set(result["trained_on"]["frames"]), dataset
+        assert held_out["sequence"] != tuning["sequence"], dataset
+        best = max(tuning["rows"], key=lambda row: row["seg"])["seed_threshold"]
+        assert result["chosen_seed_threshold"] == best, f"{dataset}: the choice is not the tuning frames' best"
+        assert [row["seed_threshold"] for row in held_out["rows"]] == list(dict.fromkeys([None, best])), dataset
+        assert result["provenance"]["hardware"].startswith("CPU, 2 cores"), dataset
+
+
 def page_text(built_book, language: str, chapter: str) -> str:
     html = (built_book / "book" / language / f"{chapter}.html").read_text(encoding="utf-8")
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))

@@ -54,6 +54,7 @@ ARTIFACT_SHA256 = {
     "cpu_runs/predictions-PhC-C2DH-U373-02.npz": "76098691a8ab3b5f47efbcb44993be5d81c57ea19f8c7e3038874a1e57a11683",
     "cpu_runs/predictions-isbi2012.npz": "4852c7cb5b6aba0c85ad9a5d271e4617b1e35b2436611dc4be3a29bf6712bac4",
     "cpu_runs/provenance.json": "cdfffe300f08b60bebe507c6167de9887f53056bede1a5c4132b7c0e6b4b901e",
+    "cpu_runs/seed_study.json": "c2ee1aa0ed511b6ba5d0666a2472783953f8616cf65ee18b9c19a25b2ec5ecec",
     "cpu_runs/recipe_study.json": "2701f81d459157397ee08f00288d7c8b9d15f47da8ac8f2cd61eee8c2e11c919",
 }
 
