@@ -31,7 +31,7 @@ from .tables import (CHALLENGE_LEADERS_TABLE2, PAPER_TABLE1, PAPER_TABLE2, TABLE
                      TABLE2_COLUMNS, PublishedRow, format_table, table1_rows, table2_rows)
 
 __all__ = ["load_model", "predict_stack", "select_slices", "saved_config", "PublishedRow", "PAPER_TABLE1",
-           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "score_isbi_images", "score_ctc_probabilities", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
+           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "score_isbi_images", "score_ctc_cells", "score_ctc_probabilities", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
            "add_predict_arguments", "run_predict"]
 
 select_slices = select_images  # the name this module has always offered
@@ -83,19 +83,27 @@ def score_isbi_images(model, images, labels, *, depth: int, padding: str, tta: b
     return {key: value for key, value in scores.items() if key != "thresholds"}, membrane
 
 
-def score_ctc_probabilities(cell_probability, masks, ignore, *, seed_threshold: float | None = None) -> dict:
-    """Table 2's scores of a predicted P(cell) stack (N, H, W) against CTC instance masks.
+def score_ctc_cells(cells, masks, ignore) -> dict:
+    """Table 2's scores of numbered cells (N, H, W) against CTC instance masks.
 
-    Cells are ``metrics.cells_from_probability`` (P(cell) > 0.5; with
-    ``seed_threshold``, split by a seeded watershed). SEG scores the annotated
-    cells only; the pixel IoU of the cell class leaves out ``ignore`` (marked
-    cells without an outline, ``annotations.ignore_regions``).
+    SEG scores the annotated cells only; the pixel IoU of the cell class leaves
+    out ``ignore`` (marked cells without an outline, ``annotations.ignore_regions``).
     """
-    from .metrics import cells_from_probability, iou, seg_score
+    from .metrics import iou, seg_score
 
-    cells = cells_from_probability(cell_probability, seed_threshold=seed_threshold)
     return {"seg": float(seg_score(cells, masks)),
             "iou_cell": float(iou(cells > 0, masks > 0, n_classes=2, ignore=ignore)[1])}
+
+
+def score_ctc_probabilities(cell_probability, masks, ignore, *, seed_threshold: float | None = None) -> dict:
+    """:func:`score_ctc_cells` of a predicted P(cell) stack (N, H, W).
+
+    Cells are ``metrics.cells_from_probability`` (P(cell) > 0.5; with
+    ``seed_threshold``, split by a seeded watershed).
+    """
+    from .metrics import cells_from_probability
+
+    return score_ctc_cells(cells_from_probability(cell_probability, seed_threshold=seed_threshold), masks, ignore)
 
 
 # ----------------------------------------------------------------------------- which data
