@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
 import pathlib
-import shlex
 import shutil
 import sys
 import time
@@ -148,24 +145,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from unet_tutorial.files import write_json_atomic
-    from unet_tutorial.provenance import cpu_hardware, source
+    from unet_tutorial.provenance import cpu_script_run
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table_path = out / "study.json"
-    code = source()
     table = json.loads(table_path.read_text()) if table_path.is_file() else {
-        "provenance": {
-            "command": shlex.join(["python", *sys.argv]),
-            "commit": code["commit"],
-            "uncommitted_changes": code["uncommitted_changes"],
-            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-            "hardware": cpu_hardware(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "minutes_per_row": args.minutes,
-            "scored_on": "ISBI-2012 tuning block, slices 6-11 (held-out slices 0-5 not used)",
-            "base": BASE,
-        },
+        "provenance": cpu_script_run(
+            minutes_per_row=args.minutes,
+            scored_on="ISBI-2012 tuning block, slices 6-11 (held-out slices 0-5 not used)",
+            base=BASE,
+        ),
         "rows": [],
     }
     measured = {}

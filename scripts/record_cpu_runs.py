@@ -20,11 +20,8 @@ resume); a finished run trains no more and is scored again.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import pathlib
-import shlex
 import sys
 import time
 
@@ -93,7 +90,7 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     from unet_tutorial.evaluate import load_model
     from unet_tutorial.files import write_json_atomic
     from unet_tutorial.predictions import save_predictions
-    from unet_tutorial.provenance import cpu_hardware, source
+    from unet_tutorial.provenance import cpu_script_run
     from unet_tutorial.train import train
 
     config = run_config(name, runs)
@@ -117,22 +114,8 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     all_metrics[name] = {"tta": tta, "scored_images": images, **scores}
     write_json_atomic(metrics_path, all_metrics)
     provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
-    code = source()
-    provenance[name] = {
-        "command": shlex.join(["python", *sys.argv]),
-        "commit": code["commit"],
-        "uncommitted_changes": code["uncommitted_changes"],
-        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-        "hardware": cpu_hardware(),
-        "training_minutes": round(state["elapsed_seconds"] / 60, 2),
-        "epochs": state["epoch"],
-        "steps": state["epoch"] * config.steps_per_epoch,
-        "scoring_seconds": round(score_s, 1),
-        "wall_seconds_this_call": round(time.perf_counter() - started, 1),
-        "resumed": resume,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": state["config"],
-    }
+    provenance[name] = cpu_script_run(state, config.steps_per_epoch, scoring_seconds=round(score_s, 1),
+                                      wall_seconds_this_call=round(time.perf_counter() - started, 1), resumed=resume)
     write_json_atomic(provenance_path, provenance)
     print(f"== {name}: {json.dumps(scores)} after {provenance[name]['training_minutes']} min", flush=True)
 

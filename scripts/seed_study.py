@@ -22,11 +22,8 @@ its checkpoint in ``--runs`` (a finished one is only scored again).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import pathlib
-import shlex
 import sys
 import time
 
@@ -61,12 +58,11 @@ def predict_cells(model, config, data, indices) -> np.ndarray:
 def score_row(probability, data, indices, seed_threshold) -> dict:
     from unet_tutorial import metrics
     from unet_tutorial.annotations import ignore_regions
-    from unet_tutorial.evaluate import score_ctc_probabilities
+    from unet_tutorial.evaluate import score_ctc_cells
 
     masks = data.masks[indices]
-    scores = score_ctc_probabilities(probability, masks, ignore_regions(masks, data.markers[indices]),
-                                     seed_threshold=seed_threshold)
     cells = metrics.cells_from_probability(probability, seed_threshold=seed_threshold)
+    scores = score_ctc_cells(cells, masks, ignore_regions(masks, data.markers[indices]))
     return {"seed_threshold": seed_threshold, **scores, "merged_cells": metrics.merged_objects(cells, masks),
             "true_cells": int(sum(len(np.unique(m)) - 1 for m in masks)),
             "predicted_cells_per_frame": float(len(np.unique(cells)) - 1) / len(indices)}
@@ -75,7 +71,7 @@ def score_row(probability, data, indices, seed_threshold) -> dict:
 def study(dataset: str, minutes: float, runs: pathlib.Path) -> dict:
     from unet_tutorial import datasets
     from unet_tutorial.evaluate import load_model
-    from unet_tutorial.provenance import cpu_hardware, source
+    from unet_tutorial.provenance import cpu_script_run
     from unet_tutorial.splits import other_sequence, run_split
     from unet_tutorial.train import train
 
@@ -100,25 +96,12 @@ def study(dataset: str, minutes: float, runs: pathlib.Path) -> dict:
     everything = np.arange(len(held_out.images))
     held_out_probability = predict_cells(model, config, held_out, everything)
     held_out_rows = [score_row(held_out_probability, held_out, everything, seeds) for seeds in dict.fromkeys((None, chosen))]
-    code = source()
     return {
         "trained_on": {"sequence": SEQUENCE, "frames": frame_numbers[trained_ids].tolist()},
         "tuning": {"sequence": SEQUENCE, "frames": frame_numbers[tuning_ids].tolist(), "rows": tuning},
         "chosen_seed_threshold": chosen,
         "held_out": {"sequence": held_out_sequence, "frames": len(everything), "rows": held_out_rows},
-        "provenance": {
-            "command": shlex.join(["python", *sys.argv]),
-            "commit": code["commit"],
-            "uncommitted_changes": code["uncommitted_changes"],
-            "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
-            "hardware": cpu_hardware(),
-            "training_minutes": round(state["elapsed_seconds"] / 60, 2),
-            "epochs": state["epoch"],
-            "steps": state["epoch"] * config.steps_per_epoch,
-            "tta": True,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "config": state["config"],
-        },
+        "provenance": cpu_script_run(state, config.steps_per_epoch, tta=True),
     }
 
 

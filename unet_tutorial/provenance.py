@@ -7,15 +7,18 @@ so each figure can be traced to the code and the hardware that made it.
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import json
 import os
 import pathlib
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 
-__all__ = ["PACKAGE_PARENT", "package_version", "gpus", "cpu_model", "cpu_hardware", "source"]
+__all__ = ["PACKAGE_PARENT", "package_version", "gpus", "cpu_model", "cpu_hardware", "source", "cpu_script_run"]
 
 PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]  # the folder that holds unet_tutorial/
 
@@ -75,3 +78,29 @@ def source() -> dict:
             saved = {}
         return {"commit": saved.get("commit", "unknown"), "uncommitted_changes": saved.get("uncommitted_changes", []),
                 "from": ".carry/source.json (written by prepare_device_run.sh)"}
+
+
+def cpu_script_run(state: dict | None = None, steps_per_epoch: int | None = None, **fields) -> dict:
+    """Provenance of a result a CPU script records (``scripts/record_cpu_runs.py``, ``recipe_study.py``, ``seed_study.py``).
+
+    The command, commit, backend, hardware and date; with a training run's
+    ``state`` (``state.json``) also its training minutes, epochs, steps and
+    config. ``fields`` add what only one script knows (in that order, before
+    the date).
+    """
+    code = source()
+    run = {
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": code["commit"],
+        "uncommitted_changes": code["uncommitted_changes"],
+        "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "hardware": cpu_hardware(),
+    }
+    if state is not None:
+        run.update(training_minutes=round(state["elapsed_seconds"] / 60, 2), epochs=state["epoch"],
+                   steps=state["epoch"] * steps_per_epoch)
+    run.update(fields)
+    run["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if state is not None:
+        run["config"] = state["config"]
+    return run
