@@ -57,15 +57,11 @@ def predict_cells(model, config, data, indices) -> np.ndarray:
 
 def score_row(probability, data, indices, seed_threshold) -> dict:
     from unet_tutorial import metrics
-    from unet_tutorial.annotations import ignore_regions
-    from unet_tutorial.evaluate import score_ctc_cells
+    from unet_tutorial.evaluate import score_touching_cells
 
-    masks = data.masks[indices]
     cells = metrics.cells_from_probability(probability, seed_threshold=seed_threshold)
-    scores = score_ctc_cells(cells, masks, ignore_regions(masks, data.markers[indices]))
-    return {"seed_threshold": seed_threshold, **scores, "merged_cells": metrics.merged_objects(cells, masks),
-            "true_cells": int(sum(len(np.unique(m)) - 1 for m in masks)),
-            "predicted_cells_per_frame": float(len(np.unique(cells)) - 1) / len(indices)}
+    return {"seed_threshold": seed_threshold,
+            **score_touching_cells(cells, data.masks[indices], data.markers[indices])}
 
 
 def study(dataset: str, minutes: float, runs: pathlib.Path) -> dict:

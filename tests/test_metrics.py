@@ -510,3 +510,26 @@ def test_the_sweep_skips_counting_errors_by_kind_but_gets_the_same_warping_error
     full = stack_warping_error(truth, merged)
     assert fast.warping_error == full.warping_error > 0
     assert full.merges == 1 and fast.merges == 0
+
+
+def test_cells_from_classes_splits_touching_cells_at_their_border_class():
+    from unet_tutorial.weights import border_class_labels
+
+    truth = np.zeros((12, 22), np.int32)
+    truth[2:10, 2:11] = 1
+    truth[2:10, 11:20] = 2  # two touching cells
+    classes = border_class_labels(truth)
+    probabilities = np.eye(3, dtype=np.float32)[classes] * 0.8 + 0.2 / 3
+    cells = metrics.cells_from_classes(probabilities)
+    assert len(np.unique(cells)) == 3  # background and two cells, not one merged blob
+    np.testing.assert_array_equal(cells > 0, truth > 0)  # the border pixels are grown back into the cells
+    assert metrics.seg_score(cells, truth) == pytest.approx(1.0, abs=0.05)
+    # the same map read as two classes (P(cell) = 1 - P(background)) merges them
+    assert len(np.unique(metrics.cells_from_probability(1 - probabilities[..., 0]))) == 2
+    # a stack numbers its cells across frames; a ring of border with no interior is no cell
+    stack = metrics.cells_from_classes(np.stack([probabilities, probabilities]))
+    assert len(np.unique(stack)) == 5
+    ring = np.where(classes == 1, 2, classes)
+    assert metrics.cells_from_classes(np.eye(3, dtype=np.float32)[ring]).max() == 0
+    with pytest.raises(ValueError, match="cells_from_probability"):
+        metrics.cells_from_classes(probabilities[..., :2])

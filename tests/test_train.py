@@ -223,3 +223,30 @@ def test_shared_run_dir_names_a_folder_after_the_settings(tmp_path):
     assert shared_run_dir(dataclasses.replace(tiny, output_dir="elsewhere"), root=tmp_path) == folder
     assert shared_run_dir(dataclasses.replace(tiny, seed=1), root=tmp_path) != folder
     assert shared_run_dir(dataclasses.replace(tiny, dataset="DIC-C2DH-HeLa"), root=tmp_path) != folder
+
+
+def test_border_class_targets_train_a_three_class_network_whose_cells_come_back(tmp_path):
+    """cell_targets="border-class": 3 output classes, labels from weights.border_class_labels, cells by cells_from_classes."""
+    import unet_tutorial.train as train_module
+    from unet_tutorial import metrics
+    from unet_tutorial.evaluate import load_model
+    from unet_tutorial.tiling import predict_tiled
+
+    config = _tiny(tmp_path, cell_targets="border-class", epochs=10, learning_rate=5e-3)
+    images, labels, instances, _ = train_module._load_data(config)
+    assert set(np.unique(labels)) == {0, 1, 2} and instances.max() > 1
+    history = train(config, verbose=0)
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    model = load_model(tmp_path / "run" / "model.keras")
+    assert model.output_shape[-1] == 3
+    probabilities = predict_tiled(model, images[0], tile_size=92)  # image 0 is held out
+    cells = metrics.cells_from_classes(probabilities)
+    assert metrics.iou(cells > 0, instances[0] > 0, n_classes=2)[1] > 0.8
+    assert metrics.seg_score(cells, instances[0]) > 0.5  # cells, not only cell pixels
+
+
+def test_border_class_targets_need_instance_masks():
+    with pytest.raises(ValueError, match="cell_targets='border-class' needs instance masks"):
+        TrainConfig(dataset="isbi2012", cell_targets="border-class")
+    with pytest.raises(ValueError, match="TrainConfig.cell_targets must be one of"):
+        TrainConfig(dataset="circles", cell_targets="rings")

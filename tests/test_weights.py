@@ -179,3 +179,18 @@ def test_instances_from_isbi_are_the_metrics_cells():
     rng = np.random.default_rng(0)
     labels = (rng.random((30, 30)) < 0.6).astype(np.uint8)
     np.testing.assert_array_equal(instances_from_isbi(labels), metrics.cell_components(labels.astype(bool)))
+
+
+def test_border_class_labels_ring_each_cell_and_split_touching_ones():
+    from unet_tutorial.weights import border_class_labels
+
+    labels = np.zeros((12, 20), np.int32)
+    labels[2:10, 2:10] = 1
+    labels[2:10, 10:18] = 2  # touches cell 1 along column 9/10
+    classes = border_class_labels(labels)
+    assert classes.dtype == np.uint8 and set(np.unique(classes)) == {0, 1, 2}
+    np.testing.assert_array_equal(classes[labels == 0], 0)  # background stays background
+    assert (classes[2:10, 9:11] == 2).all()  # the contact: border on both sides
+    assert (classes[2, 2:18] == 2).all() and (classes[2:10, 2] == 2).all()  # the outline next to background
+    np.testing.assert_array_equal(classes[3:9, 3:9], 1)  # the interior
+    np.testing.assert_array_equal(classes[3:9, 11:17], 1)

@@ -24,7 +24,7 @@ import typing
 
 from . import shapes
 from .manifest import CTC_SEQUENCES as SEQUENCES
-from .manifest import dataset_names
+from .manifest import ctc_dataset_names, dataset_names
 
 __all__ = ["TileConfig", "AugmentConfig", "WeightMapConfig", "TrainConfig", "PRESETS"]
 
@@ -37,6 +37,7 @@ JIT_COMPILE = ("auto", "true", "false")
 DISTRIBUTIONS = ("none", "data-parallel")  # distribute.py holds the engines
 AUGMENT_METHODS = ("auto", "opencv", "scipy")  # = augment.METHODS (this module loads no scipy)
 CLASS_BALANCE_OVER = ("image", "training-set")
+CELL_TARGETS = ("gap", "border-class")  # how touching cells are taught: _load_data in train.py
 UPCONV_INITS = ("he_normal", "paper")  # model.upconv_initializer
 
 
@@ -179,6 +180,7 @@ class TrainConfig:
     images: str = ""  # dataset "folders": a folder or glob of images (PNG, TIFF, JPEG; grey or RGB)
     masks: str = ""  # dataset "folders": a folder or glob of masks with the images' file names (PNG, TIFF)
     n_classes: int = 0  # classes K of dataset "folders" (0: read from the masks); the datasets have 2
+    cell_targets: str = "gap"  # instance datasets: "gap" (paper: background between touching cells, 2 classes) or "border-class" (3 classes: background, cell interior, cell border)
     # -- network (model.build_unet)
     depth: int = 5  # levels of the U incl. the bottom (paper: 5)
     base_filters: int = 64  # channels of the first level (paper: 64)
@@ -255,6 +257,10 @@ def _check_run(config: TrainConfig) -> None:
     _check_choice(owner, "dataset", config.dataset, dataset_choices())
     _check_choice(owner, "sequence", config.sequence, (*SEQUENCES, "both"))
     _check_own_data(config)
+    _check_choice(owner, "cell_targets", config.cell_targets, CELL_TARGETS)
+    if config.cell_targets == "border-class" and config.dataset not in (*ctc_dataset_names(), SYNTHETIC_DATASET):
+        raise ValueError(f"cell_targets='border-class' needs instance masks (a Cell Tracking Challenge dataset or "
+                         f"'{SYNTHETIC_DATASET}'); dataset {config.dataset!r} has class labels only: use 'gap'.")
     _check_choice(owner, "optimizer", config.optimizer, OPTIMIZERS)
     _check_choice(owner, "lr_schedule", config.lr_schedule, LR_SCHEDULES)
     if config.tuning_block and config.validation_folds < 3:

@@ -95,6 +95,27 @@ def score_ctc_cells(cells, masks, ignore) -> dict:
             "iou_cell": float(iou(cells > 0, masks > 0, n_classes=2, ignore=ignore)[1])}
 
 
+def score_touching_cells(cells, masks, markers) -> dict:
+    """:func:`score_ctc_cells` and how well touching cells were kept apart, for the studies of chapter 8.
+
+    Adds ``merged_cells`` (true cells that share their predicted cell with
+    another true cell, ``metrics.merged_objects``), ``true_cells`` (all
+    annotated cells) and ``predicted_cells_per_frame``.
+
+    Args:
+        cells: (N, H, W) numbered predicted cells.
+        masks, markers: the frames' CTC instance masks and markers (``datasets.load_ctc``).
+    """
+    from .annotations import ignore_regions
+    from .metrics import merged_objects
+
+    masks = np.asarray(masks)
+    return {**score_ctc_cells(cells, masks, ignore_regions(masks, markers)),
+            "merged_cells": merged_objects(cells, masks),
+            "true_cells": int(sum(len(np.unique(mask)) - 1 for mask in masks)),
+            "predicted_cells_per_frame": float(len(np.unique(cells)) - 1) / len(masks)}
+
+
 def score_ctc_probabilities(cell_probability, masks, ignore, *, seed_threshold: float | None = None) -> dict:
     """:func:`score_ctc_cells` of a predicted P(cell) stack (N, H, W).
 

@@ -8,8 +8,9 @@ One home for what every metric needs before it can count anything:
 * the connectivity of cells and membranes (:data:`FOUR`, :data:`EIGHT`), shared
   with ``warping.py``;
 * :func:`cell_components`, the cells of an ISBI label map as numbered segments,
-  and :func:`cells_from_probability`, the cells of a predicted probability map
-  (the one rule that Table 2's SEG is scored with);
+  :func:`cells_from_probability`, the cells of a predicted probability map
+  (the one rule that Table 2's SEG is scored with), and :func:`cells_from_classes`,
+  the same for a network with a third "cell border" class;
 * :func:`contingency`, the overlap counts of two segmentations that the Rand,
   information and SEG scores are computed from.
 """
@@ -161,6 +162,39 @@ def cells_from_probability(cell_probability, threshold: float = 0.5, seed_thresh
         frame_cells[...] = watershed(-frame_probability, frame_seeds, mask=frame_foreground, connectivity=1)
     unseeded = cell_components(foreground & (cells == 0))  # foreground pieces that hold no seed
     cells[unseeded > 0] = unseeded[unseeded > 0] + int(seeds.max())
+    return cells
+
+
+def cells_from_classes(probabilities) -> np.ndarray:
+    """Numbered cells of a three-class prediction (background, cell interior, cell border).
+
+    The rule for a network trained with ``cell_targets="border-class"``
+    (``weights.border_class_labels``): the 4-connected components of
+    P(interior) > 0.5 are the seeds, and a watershed on P(background) grows
+    each seed over the pixels that are more likely cell than background
+    (P(background) < 0.5), so a border between two touching cells goes half to
+    each. A piece of cell with no interior (border alone) is no cell.
+
+    Args:
+        probabilities: (H, W, 3) or (N, H, W, 3) softmax outputs.
+
+    Returns:
+        int32 labels (H, W) or (N, H, W), 0 = background, numbered across the stack.
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim not in (3, 4) or probabilities.shape[-1] != 3:
+        raise ValueError(f"probabilities must be (H, W, 3) or (N, H, W, 3): background, cell interior, cell "
+                         f"border; got shape {probabilities.shape}. A two-class P(cell) map goes to "
+                         "cells_from_probability.")
+    background = check_probabilities(probabilities[..., 0], "probabilities[..., 0]")
+    interior = check_probabilities(probabilities[..., 1], "probabilities[..., 1]")
+    from skimage.segmentation import watershed  # noqa: PLC0415
+
+    seeds = cell_components(interior > 0.5)  # numbered across the stack
+    cells = np.zeros(seeds.shape, np.int32)
+    frames = [as_stack(array, "probabilities") for array in (background, seeds, cells)]
+    for frame_background, frame_seeds, frame_cells in zip(*frames):
+        frame_cells[...] = watershed(frame_background, frame_seeds, mask=frame_background < 0.5, connectivity=1)
     return cells
 
 

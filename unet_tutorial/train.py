@@ -94,6 +94,8 @@ def _load_data(config: TrainConfig, data_dir=None):
         return data.images, data.masks, None, None  # lists: the images may differ in size
     if config.dataset == "circles":
         images, instances = synthetic_cells(n_images=10, size=128, seed=config.seed)
+        if config.cell_targets == "border-class":
+            return images, *_cell_targets(config, list(instances)), None
         return images, (instances > 0).astype(np.uint8), instances, None
     from . import datasets  # noqa: PLC0415
 
@@ -101,7 +103,6 @@ def _load_data(config: TrainConfig, data_dir=None):
         data = datasets.load_isbi2012(data_dir)
         return data.images, data.labels, None, None  # instances: connected cell components
     from .annotations import ignore_regions  # noqa: PLC0415
-    from .weights import separate_touching_instances  # noqa: PLC0415
 
     images, masks, ignore = [], [], []
     for sequence in (SEQUENCES if config.sequence == "both" else (config.sequence,)):
@@ -109,9 +110,22 @@ def _load_data(config: TrainConfig, data_dir=None):
         images += list(data.images)
         masks += list(data.masks)
         ignore += list(ignore_regions(data.masks, data.markers))  # marked cells without an outline
-    instances = [separate_touching_instances(mask) for mask in masks]
-    labels = [(cells > 0).astype(np.uint8) for cells in instances]
-    return np.stack(images), np.stack(labels), np.stack(instances), np.stack(ignore)
+    return np.stack(images), *_cell_targets(config, masks), np.stack(ignore)
+
+
+def _cell_targets(config: TrainConfig, masks) -> tuple[np.ndarray, np.ndarray]:
+    """(class labels, instances) that teach a network to keep touching cells apart (``config.cell_targets``).
+
+    "gap" (the paper, Fig. 3): the pixels where two cells touch become
+    background, 2 classes, and the weight map's border term weights the gap.
+    "border-class": every cell's outline is a third class (``weights.border_class_labels``).
+    """
+    from .weights import border_class_labels, separate_touching_instances  # noqa: PLC0415
+
+    if config.cell_targets == "border-class":
+        return np.stack([border_class_labels(mask) for mask in masks]), np.stack(masks).astype(np.int32)
+    instances = np.stack([separate_touching_instances(mask) for mask in masks])
+    return (instances > 0).astype(np.uint8), instances
 
 
 def _take(items, ids):
