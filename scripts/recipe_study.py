@@ -23,7 +23,6 @@ import json
 import pathlib
 import shutil
 import sys
-import time
 
 STEPS_PER_EPOCH = 50
 
@@ -50,39 +49,6 @@ ROWS = {
 TTA_ROWS = ("base",)  # also scored with the 8 flips and rotations (no extra training)
 
 
-def seconds_per_step(config) -> float:
-    """Measured seconds of one step of ``model.fit`` on ``config``'s tiles (after a compiling epoch).
-
-    Probes on a busy machine come out long: ``--redo`` plans a row again from the epochs it measured.
-    """
-    import keras
-
-    from unet_tutorial.pipeline import SegmentationDataset
-    from unet_tutorial.splits import run_split
-    from unet_tutorial.train import _build_and_compile, _load_data
-
-    images, labels, _, _ = _load_data(config)
-    trained = run_split(len(images), config.validation_folds, config.validation_fold, config.tuning_block)[0]
-
-    def tiles(steps):
-        return SegmentationDataset(images[trained], labels[trained], tiles=config.tiles,
-                                   augmentation=config.augmentation, weighting=config.weighting,
-                                   batch_size=config.batch_size, tiles_per_epoch=steps * config.batch_size, seed=0)
-
-    keras.utils.set_random_seed(0)
-    model = _build_and_compile(config, channels=1)
-    model.fit(tiles(2), epochs=1, verbose=0)  # compiles
-
-    def seconds(steps):
-        started = time.perf_counter()
-        model.fit(tiles(steps), epochs=1, verbose=0)
-        return time.perf_counter() - started
-
-    # the difference of a short and a longer epoch: the cost of starting an epoch cancels out
-    short, long = seconds(2), seconds(12)
-    return (long - short) / 10
-
-
 def score_tuning_block(run_dir: pathlib.Path, tta: bool) -> dict:
     """ISBI scores (the challenge's definitions) of the run's final model on the slices it scored every epoch."""
     from unet_tutorial import datasets
@@ -102,16 +68,16 @@ def row_folder(name: str) -> str:
 
 
 def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, seconds_per_epoch=None) -> dict:
+    from unet_tutorial.budget import epochs_for_budget, seconds_per_step
     from unet_tutorial.config import TrainConfig
     from unet_tutorial.train import train
 
     run_dir = out / row_folder(name)
     settings = {**BASE, **overrides, "output_dir": str(run_dir)}
     if seconds_per_epoch is None:
+        # Plan the epochs so that training fills the budget; the time budget stops a row that runs over.
         step_s = seconds_per_step(TrainConfig(**settings, epochs=1))
-        # Plan the epochs so that training fills the budget (a tenth more per step: loading, compiling, the
-        # per-epoch score); the time budget stops a row that runs over.
-        epochs = max(1, round(minutes * 60 / (1.1 * step_s * STEPS_PER_EPOCH)))
+        epochs = epochs_for_budget(TrainConfig(**settings), minutes, step_s)
     else:  # planned from the epochs of an earlier attempt (a probe on a busy machine can be far off)
         step_s = seconds_per_epoch / STEPS_PER_EPOCH
         epochs = max(1, round(minutes * 60 / seconds_per_epoch))

@@ -1,7 +1,8 @@
 """The book's recorded CPU runs: ISBI-2012 (fold 0 held out) and the four cell tracking runs, on 2 cores.
 
 Each run trains the ``cpu`` preset (chosen by ``scripts/recipe_study.py`` on the
-tuning block, never on held-out data) for a wall-clock budget, then is scored
+tuning block, never on held-out data) for a wall-clock budget, its epochs
+planned from a step measured on this machine (``unet_tutorial.budget``), then is scored
 once on data it never trained on: ISBI-2012 slices 0-5 with the challenge's
 metrics and test-time augmentation, each cell tracking sequence with SEG on the
 other sequence. The artifacts go to ``--out`` (``book/artifacts/cpu_runs``):
@@ -20,6 +21,7 @@ resume); a finished run trains no more and is scored again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -36,23 +38,57 @@ RUNS = {
     "DIC-C2DH-HeLa-02": ("DIC-C2DH-HeLa", "02", 30.0),
 }
 PRESET = "cpu"
-PRESET_MINUTES = 90.0  # the preset's epochs x steps_per_epoch take about this long on 2 cores
 PREDICTION_IMAGES = 2  # images of each scored set kept as artifacts
+CLASSES = {"gap": "class probabilities (background, cell)",
+           "border-class": "class probabilities (background, cell interior, cell border)"}
+BORDER_CLASS_STUDY = pathlib.Path("book/artifacts/cpu_runs/border_class_study.json")
+
+
+def cell_targets(dataset: str, sequence: str, study: pathlib.Path = BORDER_CLASS_STUDY) -> str:
+    """How a run on ``sequence`` teaches touching cells: the way ``scripts/border_class_study.py`` chose.
+
+    The study chose on tuning frames of the same training sequence, so the
+    sequence the run is scored on played no part; "gap" (the paper's) where
+    the study has no choice for it.
+    """
+    chosen = json.loads(study.read_text()).get(dataset, {}).get(sequence, {}).get("chosen") if study.is_file() else None
+    return chosen or "gap"
 
 
 def run_config(name: str, runs: pathlib.Path):
+    """The run's data, split, budget and folder (its epochs are planned by :func:`planned_run`)."""
     from unet_tutorial.config import TrainConfig
 
     dataset, sequence, minutes = RUNS[name]
-    preset = TrainConfig.preset(PRESET)
     if dataset == "isbi2012":  # fold 0 (slices 0-5) held out, scored each epoch, never trained on
         fields = dict(validation_folds=5, validation_fold=0)
     else:  # all annotated frames of one sequence; the other sequence is the held-out set
-        fields = dict(sequence=sequence, validation_folds=1)
-    # the planned length: the budget at the preset's speed (the cosine schedule ends with it)
-    epochs = max(1, round(preset.epochs * minutes / PRESET_MINUTES))
-    return TrainConfig.preset(PRESET, dataset=dataset, **fields, epochs=epochs, time_budget_s=minutes * 60,
+        fields = dict(sequence=sequence, validation_folds=1, cell_targets=cell_targets(dataset, sequence))
+    return TrainConfig.preset(PRESET, dataset=dataset, **fields, time_budget_s=minutes * 60,
                               output_dir=str(runs / name))
+
+
+def planned_run(name: str, runs: pathlib.Path):
+    """(config with the epochs that fill the budget on this machine, measured seconds a step).
+
+    A new run measures a step here first (``budget.seconds_per_step``) and
+    keeps the plan in ``plan.json`` in its folder; a resumed run reads it back,
+    so it keeps the epochs its cosine schedule runs over.
+    """
+    from unet_tutorial.budget import planned, seconds_per_step
+    from unet_tutorial.files import write_json_atomic
+
+    config = run_config(name, runs)
+    plan = pathlib.Path(config.output_dir) / "plan.json"
+    if plan.is_file():
+        saved = json.loads(plan.read_text())
+        return dataclasses.replace(config, epochs=saved["epochs"]), saved["seconds_per_step"]
+    step_seconds = round(seconds_per_step(config), 4)
+    config = planned(config, RUNS[name][2], step_seconds)
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(plan, {"seconds_per_step": step_seconds, "epochs": config.epochs})
+    print(f"   {name}: {step_seconds:.3f} s a step here, {config.epochs} epochs planned", flush=True)
+    return config, step_seconds
 
 
 def score_isbi(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
@@ -71,19 +107,21 @@ def score_ctc(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
     from unet_tutorial import datasets
     from unet_tutorial.annotations import ignore_regions
     from unet_tutorial.config import TileConfig
-    from unet_tutorial.evaluate import predict_stack, score_ctc_probabilities
+    from unet_tutorial.evaluate import predict_stack, score_ctc_cells
+    from unet_tutorial.metrics import cells_from_prediction
     from unet_tutorial.splits import other_sequence
 
     sequence = other_sequence(config.sequence)
     data = datasets.load_ctc(config.dataset, sequence)
     tile = TileConfig.whole_image(data.images[0].shape, config.depth, config.padding).tile_size
-    probabilities = predict_stack(model, data.images, tta=tta, tile_size=tile, progress=False)
+    probabilities = predict_stack(model, data.images, tta=tta, tile_size=tile, progress=False)  # (N, H, W, K)
     scores = {
-        **score_ctc_probabilities(probabilities[..., 1], data.masks, ignore_regions(data.masks, data.markers)),
+        **score_ctc_cells(cells_from_prediction(probabilities), data.masks, ignore_regions(data.masks, data.markers)),
         "scored_sequence": sequence,
         "frames": len(data.images),
+        "cell_targets": config.cell_targets,
     }
-    return scores, probabilities[..., 1], [int(f) for f in data.frame_numbers]
+    return scores, probabilities, [int(f) for f in data.frame_numbers]
 
 
 def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
@@ -93,7 +131,7 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     from unet_tutorial.provenance import cpu_script_run
     from unet_tutorial.train import train
 
-    config = run_config(name, runs)
+    config, step_seconds = planned_run(name, runs)
     run_dir = pathlib.Path(config.output_dir)
     resume = (run_dir / "state.json").is_file()
     started = time.perf_counter()
@@ -107,14 +145,15 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     dataset_file = "isbi2012" if config.dataset == "isbi2012" else name
     save_predictions(out / f"predictions-{dataset_file}.npz", probability[:PREDICTION_IMAGES],
                      images[:PREDICTION_IMAGES], compact=True, run=name, tta=tta,
-                     what="P(membrane)" if config.dataset == "isbi2012" else "P(cell)")
+                     what="P(membrane)" if config.dataset == "isbi2012" else CLASSES[config.cell_targets])
     write_json_atomic(out / f"history-{name}.json", {**history, "minutes": [s / 60 for s in history["elapsed_seconds"]]})
     metrics_path, provenance_path = out / "metrics.json", out / "provenance.json"
     all_metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     all_metrics[name] = {"tta": tta, "scored_images": images, **scores}
     write_json_atomic(metrics_path, all_metrics)
     provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
-    provenance[name] = cpu_script_run(state, config.steps_per_epoch, scoring_seconds=round(score_s, 1),
+    provenance[name] = cpu_script_run(state, config.steps_per_epoch, planned_seconds_per_step=step_seconds,
+                                      scoring_seconds=round(score_s, 1),
                                       wall_seconds_this_call=round(time.perf_counter() - started, 1), resumed=resume)
     write_json_atomic(provenance_path, provenance)
     print(f"== {name}: {json.dumps(scores)} after {provenance[name]['training_minutes']} min", flush=True)

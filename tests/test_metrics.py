@@ -533,3 +533,14 @@ def test_cells_from_classes_splits_touching_cells_at_their_border_class():
     assert metrics.cells_from_classes(np.eye(3, dtype=np.float32)[ring]).max() == 0
     with pytest.raises(ValueError, match="cells_from_probability"):
         metrics.cells_from_classes(probabilities[..., :2])
+
+
+def test_cells_from_prediction_reads_two_and_three_classes_by_their_rules():
+    rng = np.random.default_rng(0)
+    for classes, rule in ((2, lambda p: metrics.cells_from_probability(p[..., 1])), (3, metrics.cells_from_classes)):
+        probabilities = rng.random((2, 16, 16, classes)).astype(np.float32)
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        np.testing.assert_array_equal(metrics.cells_from_prediction(probabilities), rule(probabilities))
+        np.testing.assert_array_equal(metrics.cells_from_prediction(probabilities[0]), rule(probabilities[0]))
+    with pytest.raises(ValueError, match="K = 2"):
+        metrics.cells_from_prediction(np.full((8, 8, 4), 0.25))

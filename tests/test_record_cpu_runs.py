@@ -29,17 +29,29 @@ def _tiny(name, runs):
                               padding="valid", epochs=1, steps_per_epoch=2, output_dir=str(runs / name))
 
 
-def test_every_run_plans_its_budget_and_scores_unseen_data(record_script, tmp_path):
-    preset = TrainConfig.preset(record_script.PRESET)
+def test_every_run_has_its_budget_and_scores_unseen_data(record_script, tmp_path):
     for name, (dataset, sequence, minutes) in record_script.RUNS.items():
         config = record_script.run_config(name, tmp_path)
         assert config.dataset == dataset and config.time_budget_s == minutes * 60
         if dataset == "isbi2012":  # slices 0-5 held out, as the book's Table 1 row says
             assert (config.validation_folds, config.validation_fold, config.tuning_block) == (5, 0, False)
-            assert config.epochs == preset.epochs
         else:  # all frames of one sequence; the other is scored
             assert config.sequence == sequence and config.validation_folds == 1
-            assert config.epochs == round(preset.epochs * minutes / record_script.PRESET_MINUTES)
+
+
+def test_a_run_is_planned_from_the_measured_step_and_a_resumed_run_keeps_its_plan(record_script, tmp_path,
+                                                                                  monkeypatch):
+    from unet_tutorial import budget
+
+    measured = []
+    monkeypatch.setattr(budget, "seconds_per_step", lambda config: measured.append(config.dataset) or 0.2)
+    config, step_seconds = record_script.planned_run("PhC-C2DH-U373-01", tmp_path)
+    # 30 minutes at 0.2 s a step and a tenth for overhead: 1800 / (1.1 * 0.2 * 50) = 164 epochs of 50 steps
+    assert (step_seconds, config.epochs, config.time_budget_s) == (0.2, 164, 1800.0) and measured == ["PhC-C2DH-U373"]
+    monkeypatch.setattr(budget, "seconds_per_step", lambda config: 1.0)  # a slower probe must not re-plan it
+    assert record_script.planned_run("PhC-C2DH-U373-01", tmp_path)[0].epochs == 164 and len(measured) == 1
+    with pytest.raises(ValueError, match="must be > 0"):
+        budget.epochs_for_budget(config, 30.0, 0.0)
 
 
 @pytest.mark.slow
@@ -47,7 +59,7 @@ def test_every_run_plans_its_budget_and_scores_unseen_data(record_script, tmp_pa
 @pytest.mark.parametrize("name", ["isbi2012", "PhC-C2DH-U373-02"])
 def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record_script, shared_data, tmp_path,
                                                                         monkeypatch, name):
-    monkeypatch.setattr(record_script, "run_config", _tiny)
+    monkeypatch.setattr(record_script, "planned_run", lambda name, runs: (_tiny(name, runs), None))
     runs, out = tmp_path / "runs", tmp_path / "artifacts"
     out.mkdir()
     record_script.record(name, runs, out, tta=False)
@@ -72,3 +84,21 @@ def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record
         record_script.record(name, runs, out, tta=False)  # the finished run is resumed, nothing trained, scored again
         assert json.loads((out / "provenance.json").read_text())[name]["resumed"] is True
         assert json.loads((out / f"history-{name}.json").read_text())["epoch"] == [1]
+
+
+def test_seconds_per_step_times_real_steps_of_the_config():
+    from unet_tutorial import budget
+
+    config = TrainConfig.preset("cpu-tiny", dataset="circles", cell_targets="border-class", depth=2, base_filters=4,
+                                tile_size=60, batch_size=2, steps_per_epoch=2)
+    step = budget.seconds_per_step(config)
+    assert 0.0 < step < 5.0
+
+
+def test_a_run_teaches_touching_cells_the_way_its_own_training_sequence_chose(record_script, tmp_path):
+    study = tmp_path / "border_class_study.json"
+    assert record_script.cell_targets("DIC-C2DH-HeLa", "01", study) == "gap"  # no study: the paper's way
+    study.write_text(json.dumps({"DIC-C2DH-HeLa": {"01": {"chosen": "border-class"}, "02": {"chosen": None}}}))
+    assert record_script.cell_targets("DIC-C2DH-HeLa", "01", study) == "border-class"
+    assert record_script.cell_targets("DIC-C2DH-HeLa", "02", study) == "gap"  # no choice made for 02 (yet)
+    assert record_script.cell_targets("PhC-C2DH-U373", "01", study) == "gap"

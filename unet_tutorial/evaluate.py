@@ -306,15 +306,18 @@ def _evaluate(args: argparse.Namespace) -> int:
             note += (" Caution: the best warping error comes from predicting no cell at all (each true cell then "
                      "shrinks to one pixel); read it together with the Rand error.")
     else:
-        cell = probabilities[..., 1] if probabilities.ndim == 4 else 1.0 - probabilities
-        scores = score_ctc_probabilities(cell, truth, ignore[indices])
+        # class probabilities (N, H, W, K): the rule for K classes; a saved (N, H, W) map holds P(class 0)
+        cells = (metrics.cells_from_prediction(probabilities) if probabilities.ndim == 4
+                 else metrics.cells_from_probability(1.0 - probabilities))
+        scores = score_ctc_cells(cells, truth, ignore[indices])
         seg, iou_cell = scores["seg"], scores["iou_cell"]
         trained = f", model trained on {config.get('dataset')} {config.get('sequence')}" if config else ""
         measured_on = f"{args.dataset} sequence {sequence}, {description} (annotated frames){trained}{how}{caveat}"
         rows, columns = table2_rows(args.dataset, seg, iou_cell, measured_on), TABLE2_COLUMNS
         title = f"Table 2 (Ronneberger et al. 2015): cell segmentation IOU on {args.dataset}, higher is better"
         note = ("IOU (SEG) is the cell tracking challenge's SEG (per-object Jaccard, match = more than half of the "
-                "true cell); cells are the 4-connected components of P(cell) > 0.5. The pixel IoU leaves out marked cells "
+                "true cell); cells are the 4-connected components of P(cell) > 0.5 (a network with a cell-border class: "
+                "its interiors grown over the cell pixels, metrics.cells_from_classes). The pixel IoU leaves out marked cells "
                 "that have no outline in the ground truth (annotations.ignore_regions). The paper's row is the challenge's "
                 "hidden test sequences.")
     print(title)

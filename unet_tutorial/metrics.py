@@ -37,13 +37,15 @@ import numpy as np
 
 from .rand_info import (RandScores, adapted_rand_error, rand_error, v_info, v_info_of_cells, v_rand,
                         variation_of_information)
-from .segments import (as_stack, cell_components, cells_from_classes, cells_from_probability, check_integer_labels,
-                       check_isbi_labels, check_pair, check_probabilities, check_same_shape, contingency)
+from .segments import (as_stack, cell_components, cells_from_classes, cells_from_prediction, cells_from_probability,
+                       check_integer_labels, check_isbi_labels, check_pair, check_probabilities, check_same_shape,
+                       contingency)
 from .warping import WarpingResult, stack_warping_error
 
 __all__ = [
     # input checks and cells (segments.py)
-    "check_isbi_labels", "check_probabilities", "cell_components", "cells_from_classes", "cells_from_probability",
+    "check_isbi_labels", "check_probabilities", "cell_components", "cells_from_classes", "cells_from_prediction",
+    "cells_from_probability",
     # Rand and information scores (rand_info.py)
     "RandScores", "adapted_rand_error", "rand_error", "v_rand", "variation_of_information", "v_info",
     # Table 1 at one threshold, and the threshold sweep

@@ -10,7 +10,8 @@ One home for what every metric needs before it can count anything:
 * :func:`cell_components`, the cells of an ISBI label map as numbered segments,
   :func:`cells_from_probability`, the cells of a predicted probability map
   (the one rule that Table 2's SEG is scored with), and :func:`cells_from_classes`,
-  the same for a network with a third "cell border" class;
+  the same for a network with a third "cell border" class, and
+  :func:`cells_from_prediction`, which picks between the two by the number of classes;
 * :func:`contingency`, the overlap counts of two segmentations that the Rand,
   information and SEG scores are computed from.
 """
@@ -196,6 +197,23 @@ def cells_from_classes(probabilities) -> np.ndarray:
     for frame_background, frame_seeds, frame_cells in zip(*frames):
         frame_cells[...] = watershed(frame_background, frame_seeds, mask=frame_background < 0.5, connectivity=1)
     return cells
+
+
+def cells_from_prediction(probabilities) -> np.ndarray:
+    """Numbered cells of a network's class probabilities (..., H, W, K), by the rule for its classes.
+
+    K = 2 (background, cell): :func:`cells_from_probability` of P(cell);
+    K = 3 (background, cell interior, cell border): :func:`cells_from_classes`.
+    The one rule the recorded runs, the studies and the book's figures use.
+    """
+    probabilities = np.asarray(probabilities)
+    classes = probabilities.shape[-1] if probabilities.ndim in (3, 4) else None
+    if classes == 2:
+        return cells_from_probability(probabilities[..., 1])
+    if classes == 3:
+        return cells_from_classes(probabilities)
+    raise ValueError(f"probabilities must be (H, W, K) or (N, H, W, K) with K = 2 (background, cell) or 3 "
+                     f"(background, cell interior, cell border); got shape {probabilities.shape}.")
 
 
 def contingency(true_segmentation: np.ndarray, predicted_segmentation: np.ndarray):
