@@ -35,10 +35,12 @@ _REMAP_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64
 
 def _remap_image(image: np.ndarray, map_x, map_y) -> np.ndarray:
     """Bicubic warp of every channel; clipped to the input's range (the cubic overshoots), ints rounded back."""
-    if image.ndim == 2 and image.dtype == np.float32:  # a grey float tile (the pipeline's): no copies
-        low, high = cv2.minMaxLoc(image)[:2]
-        out = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=BORDER)
-        return np.clip(out, low, high, out=out)
+    if image.dtype == np.float32 and (image.ndim == 2 or image.shape[-1] == 1):  # a grey float tile: no copies
+        plane = image if image.ndim == 2 else image[..., 0]  # OpenCV reads a strided view (a tile of the image) as is
+        low, high = cv2.minMaxLoc(plane)[:2]
+        out = cv2.remap(plane, map_x, map_y, cv2.INTER_CUBIC, borderMode=BORDER)
+        np.clip(out, low, high, out=out)
+        return out if image.ndim == 2 else out[..., None]
     planes = image[..., None] if image.ndim == 2 else image
     low, high = planes.min(), planes.max()
     out = np.empty(planes.shape, np.float32)
@@ -63,7 +65,9 @@ def _remap_nearest(array: np.ndarray, nearest_map) -> np.ndarray:
             work = array.astype(np.int32)
         else:
             work = array.astype(np.float64)
-    out = cv2.remap(np.ascontiguousarray(work), nearest_map, None, cv2.INTER_NEAREST, borderMode=BORDER)
+    if work.strides[-1] != work.itemsize:  # OpenCV needs each row contiguous (a tile's rows may be strided)
+        work = np.ascontiguousarray(work)
+    out = cv2.remap(work, nearest_map, None, cv2.INTER_NEAREST, borderMode=BORDER)
     return out.astype(array.dtype, copy=False)
 
 
