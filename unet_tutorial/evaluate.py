@@ -31,8 +31,9 @@ from .tables import (CHALLENGE_LEADERS_TABLE2, PAPER_TABLE1, PAPER_TABLE2, TABLE
                      TABLE2_COLUMNS, PublishedRow, format_table, table1_rows, table2_rows)
 
 __all__ = ["load_model", "predict_stack", "select_slices", "saved_config", "PublishedRow", "PAPER_TABLE1",
-           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "score_isbi_images", "score_ctc_cells", "score_ctc_probabilities", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments", "run_evaluate",
-           "add_predict_arguments", "run_predict"]
+           "PAPER_TABLE2", "CHALLENGE_LEADERS_TABLE2", "score_isbi_images", "score_ctc_cells", "score_ctc_probabilities",
+           "score_touching_cells", "table1_rows", "table2_rows", "format_table", "add_evaluate_arguments",
+           "run_evaluate", "add_predict_arguments", "run_predict"]
 
 select_slices = select_images  # the name this module has always offered
 
