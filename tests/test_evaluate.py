@@ -202,3 +202,17 @@ def test_a_corrupt_state_json_is_an_error_not_a_missing_config(tmp_path, capsys)
     assert code == 1
     assert "state.json" in err and "--slices or --fold" in err
     assert "Table 1" not in out
+
+
+def test_score_touching_cells_counts_merges_and_cells_per_frame():
+    truth = np.zeros((2, 10, 20), np.int32)
+    truth[:, 2:8, 2:9], truth[:, 2:8, 9:16] = 1, 2  # two touching cells in each frame
+    markers = truth.copy()  # every marked cell has its outline: nothing ignored
+    merged = (truth > 0).astype(np.int32) * np.array([1, 3])[:, None, None]  # one blob per frame
+    scores = evaluate.score_touching_cells(merged, truth, markers)
+    assert scores["merged_cells"] == 4 and scores["true_cells"] == 4
+    assert scores["predicted_cells_per_frame"] == 1.0 and scores["iou_cell"] == 1.0
+    assert scores["seg"] == pytest.approx(metrics.seg_score(merged, truth))
+    split = truth + np.array([0, 2])[:, None, None] * (truth > 0)  # the true cells themselves, numbered apart
+    perfect = evaluate.score_touching_cells(split, truth, markers)
+    assert perfect["merged_cells"] == 0 and perfect["seg"] == 1.0 and perfect["predicted_cells_per_frame"] == 2.0
