@@ -180,7 +180,9 @@ class TrainConfig:
     images: str = ""  # dataset "folders": a folder or glob of images (PNG, TIFF, JPEG; grey or RGB)
     masks: str = ""  # dataset "folders": a folder or glob of masks with the images' file names (PNG, TIFF)
     n_classes: int = 0  # classes K of dataset "folders" (0: read from the masks); the datasets have 2
-    cell_targets: str = "gap"  # instance datasets: "gap" (paper: background between touching cells, 2 classes) or "border-class" (3 classes: background, cell interior, cell border)
+    # instance datasets: "gap" (the paper: background between touching cells, 2 classes) or "border-class"
+    # (3 classes: background, cell interior, cell border; weights.border_class_labels)
+    cell_targets: str = "gap"
     # -- network (model.build_unet)
     depth: int = 5  # levels of the U incl. the bottom (paper: 5)
     base_filters: int = 64  # channels of the first level (paper: 64)
@@ -341,7 +343,8 @@ PRESETS: dict[str, TrainConfig] = {
     # map and elastic deformation. Narrow and fast beat wider and slower at this budget (width 8:
     # 300 steps, tuning pixel error 0.072; width 16: 150 steps, 0.084). Rows that stopped short
     # of their 6 minutes (width 32, depth 5, ...) and the check of the best two at 90 minutes
-    # are still to run (book/artifacts/cpu_runs/recipe_study.json). 100 x 50 = 5,000 steps of about 1 s.
+    # are still to run (book/artifacts/cpu_runs/recipe_study.json). 100 x 50 = 5,000 steps of about 1 s on the
+    # machine of the study; scripts/record_cpu_runs.py plans the epochs from a step timed where it runs (budget.py).
     "cpu": TrainConfig(
         depth=4, base_filters=8, padding="same", batch_norm=True, dropout=0.0, tile_size=128, batch_size=8,
         optimizer="adam", learning_rate=1e-3, lr_schedule="cosine", epochs=100, steps_per_epoch=50,
