@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["seconds_per_step", "epochs_for_budget", "OVERHEAD"]
+__all__ = ["seconds_per_step", "epochs_for_budget", "planned", "OVERHEAD"]
 
 OVERHEAD = 1.03  # a margin for the first epoch (it compiles) and for a busier machine
 
@@ -25,8 +25,9 @@ def seconds_per_step(config, *, data_dir=None, epochs: int = 5) -> float:
     Trains the run itself for ``epochs`` epochs of its own length in a
     temporary folder (``train.train``: the same data, network, callbacks,
     per-epoch held-out score and checkpoint); the median length of the epochs
-    after the first (which compiles), divided by its steps. A bare ``model.fit`` on the same tiles comes out about a third
-    faster than a training run, and a plan from it overruns its budget.
+    after the first (which compiles), divided by its steps. A bare
+    ``model.fit`` on the same tiles comes out about a third faster than a
+    training run, and a plan from it overruns its budget.
     """
     import tempfile
 

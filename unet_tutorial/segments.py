@@ -154,13 +154,8 @@ def cells_from_probability(cell_probability, threshold: float = 0.5, seed_thresh
         return cell_components(foreground)
     if not threshold <= seed_threshold <= 1.0:
         raise ValueError(f"seed_threshold must lie in [threshold, 1] = [{threshold}, 1], got {seed_threshold}.")
-    from skimage.segmentation import watershed  # noqa: PLC0415
-
     seeds = cell_components(probability > seed_threshold)  # numbered across the stack
-    cells = np.zeros(seeds.shape, np.int32)
-    frames = [as_stack(array, "cell_probability") for array in (probability, seeds, foreground, cells)]
-    for frame_probability, frame_seeds, frame_foreground, frame_cells in zip(*frames):
-        frame_cells[...] = watershed(-frame_probability, frame_seeds, mask=frame_foreground, connectivity=1)
+    cells = _grow_seeds(seeds, -probability, foreground)
     unseeded = cell_components(foreground & (cells == 0))  # foreground pieces that hold no seed
     cells[unseeded > 0] = unseeded[unseeded > 0] + int(seeds.max())
     return cells
@@ -189,13 +184,22 @@ def cells_from_classes(probabilities) -> np.ndarray:
                          "cells_from_probability.")
     background = check_probabilities(probabilities[..., 0], "probabilities[..., 0]")
     interior = check_probabilities(probabilities[..., 1], "probabilities[..., 1]")
+    seeds = cell_components(interior > 0.5)  # numbered across the stack
+    return _grow_seeds(seeds, background, background < 0.5)
+
+
+def _grow_seeds(seeds, landscape, mask) -> np.ndarray:
+    """Each seed grown over ``mask`` by a watershed on ``landscape``, frame by frame (scikit-image, 4-connected).
+
+    All three are (H, W) or (N, H, W); the seeds keep their numbers; pixels of
+    ``mask`` that no seed reaches stay 0.
+    """
     from skimage.segmentation import watershed  # noqa: PLC0415
 
-    seeds = cell_components(interior > 0.5)  # numbered across the stack
     cells = np.zeros(seeds.shape, np.int32)
-    frames = [as_stack(array, "probabilities") for array in (background, seeds, cells)]
-    for frame_background, frame_seeds, frame_cells in zip(*frames):
-        frame_cells[...] = watershed(frame_background, frame_seeds, mask=frame_background < 0.5, connectivity=1)
+    frames = [as_stack(array, "seeds") for array in (seeds, landscape, mask, cells)]
+    for frame_seeds, frame_landscape, frame_mask, frame_cells in zip(*frames):
+        frame_cells[...] = watershed(frame_landscape, frame_seeds, mask=frame_mask, connectivity=1)
     return cells
 
 
