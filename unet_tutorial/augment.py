@@ -37,7 +37,7 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["METHODS", "as_generator", "displacement_field", "elastic_deform", "augment_sample"]
+__all__ = ["METHODS", "as_generator", "augment_sample", "displacement_field", "elastic_deform"]
 
 METHODS = ("auto", "opencv", "scipy")  # resamplers of the elastic warp; "auto" = "opencv"
 
@@ -120,6 +120,15 @@ def _cubic_interpolation_matrix(size: int, grid: int) -> np.ndarray:
     return matrix
 
 
+def _coarse_displacements(grid: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """The random draw of the elastic deformation: (dy, dx) ~ N(0, sigma**2) pixels on the lattice, (2, grid, grid)."""
+    if not isinstance(grid, (int, np.integer)) or grid < 2:
+        raise ValueError(f"grid must be an integer >= 2 (the paper uses 3), got {grid!r}.")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0 pixels (the paper uses 10), got {sigma}.")
+    return rng.normal(0.0, sigma, size=(2, grid, grid))
+
+
 def displacement_field(shape, grid: int = 3, sigma: float = 10.0, rng=None, dtype=np.float64) -> np.ndarray:
     """A random smooth displacement field (dy, dx), (2, H, W) pixels of ``dtype`` (paper Sec. 3.1).
 
@@ -128,21 +137,28 @@ def displacement_field(shape, grid: int = 3, sigma: float = 10.0, rng=None, dtyp
     interpolated to every pixel with cubic splines (the paper: "bicubic
     interpolation"). The one rule for the field: every resampler uses it.
     """
-    if not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"grid must be an integer >= 2 (the paper uses 3), got {grid!r}.")
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0 pixels (the paper uses 10), got {sigma}.")
-    rng = as_generator(rng)
+    return _spread(_coarse_displacements(grid, sigma, as_generator(rng)), shape, dtype)
+
+
+def _field_factors(coarse: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    """The field as thin factors: ``field[k] = rows @ cols[k]``, rows (H, grid), cols (2, grid, W).
+
+    Bicubic (cubic B-spline) interpolation is separable: interpolate along the
+    rows with an (H, grid) matrix and along the columns with a (W, grid) one.
+    """
     height, width = shape
-    coarse = rng.normal(0.0, sigma, size=(2, grid, grid))  # (dy, dx) on the lattice
-    # Bicubic (cubic B-spline) interpolation is separable: interpolate along the
-    # rows with an (H, grid) matrix and along the columns with a (W, grid) one.
-    # (einsum, not @: a (H, 3) @ (3, W) product is slow in a multithreaded BLAS.)
-    row_weights = _cubic_interpolation_matrix(height, grid)
-    col_weights = _cubic_interpolation_matrix(width, grid)
-    result = np.empty((2, height, width), dtype)
-    for k in range(2):
-        np.einsum("hk,kw->hw", row_weights.astype(dtype), (coarse[k] @ col_weights.T).astype(dtype), out=result[k])
+    grid = coarse.shape[-1]
+    rows = _cubic_interpolation_matrix(height, grid)
+    cols = coarse @ _cubic_interpolation_matrix(width, grid).T  # (2, grid, W)
+    return rows, cols
+
+
+def _spread(coarse: np.ndarray, shape, dtype) -> np.ndarray:
+    """The coarse (2, grid, grid) displacements interpolated to every pixel: the field (2, H, W)."""
+    rows, cols = _field_factors(coarse, shape)
+    result = np.empty((2, *shape), dtype)
+    for k in range(2):  # (einsum, not @: an (H, 3) @ (3, W) product is slow in a multithreaded BLAS)
+        np.einsum("hk,kw->hw", rows.astype(dtype), cols[k].astype(dtype), out=result[k])
     return result
 
 
@@ -174,7 +190,7 @@ def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, 
     method = _check_method(method)
     field = displacement_field(labels.shape, grid, sigma, rng, np.float32 if method == "opencv" else np.float64)
     if method == "opencv":
-        from .augment_opencv import remap_sample  # noqa: PLC0415 (cv2 loads only when used)
+        from .augment_opencv import remap_sample
 
         return remap_sample(image, labels, weights, field)
     return _warp_reference(image, labels, weights, field)
@@ -219,7 +235,7 @@ def _jitter_grey_values(image: np.ndarray, rng: np.random.Generator, brightness:
     shift = rng.uniform(-brightness, brightness)
     # one copy, then in place: (v - mean) * c + mean + b = v * c + (mean * (1 - c) + b), on the [0, 1] scale
     values = image.astype(work, copy=not (in_place and image.dtype == work))
-    mean = values.mean(dtype=np.float64) / scale
+    mean = float(values.mean()) / scale  # numpy sums float32 pairwise: exact enough, and faster than float64
     values *= work(factor)
     values += work((mean * (1.0 - factor) + shift) * scale)
     np.clip(values, 0.0, scale, out=values)
@@ -281,8 +297,7 @@ def augment_sample(
     height, width = labels.shape
     if not (0 <= label_border and 2 * label_border < min(height, width)):
         raise ValueError(f"label_border must leave labels to return: got {label_border} for a {height}x{width} tile.")
-    field = displacement_field(labels.shape, grid, sigma, rng, np.float32 if method == "opencv" else np.float64) \
-        if elastic else None
+    coarse = _coarse_displacements(grid, sigma, rng) if elastic else None
     # The random draws in a fixed order (deformation, flips, rotation, jitter): a seed gives the same sample
     # whatever the resampler.
     flips = [axis for axis in (0, 1) if flip and rng.random() < 0.5]
@@ -290,25 +305,26 @@ def augment_sample(
     if rotate:
         quarter_turns = int(rng.integers(4)) if height == width else 2 * int(rng.integers(2))
 
-    def flip_and_rotate(array):
-        for axis in flips:
-            array = np.flip(array, axis=axis)
-        return np.rot90(array, k=quarter_turns, axes=(0, 1))
-
-    def centre(array):
-        return array[label_border : height - label_border, label_border : width - label_border]
-
-    if field is not None and method == "opencv":
-        from .augment_opencv import warp_at  # noqa: PLC0415 (cv2 loads only when used)
+    if coarse is not None and method == "opencv":
+        from .augment_opencv import oriented_positions, warp_at
 
         # Output pixel (y, x) reads the input at the positions in the maps; flipping or rotating the maps
         # flips or rotates the result, and the labels' maps are the maps' centre: one warp, no copies.
-        positions = [flip_and_rotate(part) for part in _positions(field, in_place=True)]
-        image, labels, weights = warp_at(image, labels, weights, positions, label_border=label_border)
+        positions, centre_positions = oriented_positions(coarse, labels.shape, flips, quarter_turns, label_border)
+        image, labels, weights = warp_at(image, labels, weights, positions, centre_positions=centre_positions)
         owned = True  # new arrays: the jitter may change the image in place
     else:
-        if field is not None:
-            image, labels, weights = _warp_reference(image, labels, weights, field)
+
+        def flip_and_rotate(array):
+            for axis in flips:
+                array = np.flip(array, axis=axis)
+            return np.rot90(array, k=quarter_turns, axes=(0, 1))
+
+        def centre(array):
+            return array[label_border : height - label_border, label_border : width - label_border]
+
+        if coarse is not None:
+            image, labels, weights = _warp_reference(image, labels, weights, _spread(coarse, labels.shape, np.float64))
         arrays = [flip_and_rotate(array) for array in (image, labels, *(() if weights is None else (weights,)))]
         image = np.ascontiguousarray(arrays[0])
         labels = np.ascontiguousarray(centre(arrays[1]))

@@ -16,8 +16,9 @@ same warp in a few milliseconds. What differs, and why it does not matter:
 
 The displacement field itself comes from ``augment.displacement_field``.
 ``augment.augment_sample`` flips and rotates the positions to read rather than
-the warped arrays, and warps labels and weights only over the network's output
-region (:func:`warp_at`): one pass over each array, no copies.
+the warped arrays (:func:`oriented_positions`), and warps labels and weights
+only over the network's output region (:func:`warp_at`): one pass over each
+array, no copies.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .augment import _positions
+from .augment import _field_factors, _positions
 
-__all__ = ["remap_sample", "warp_at"]
+__all__ = ["oriented_positions", "remap_sample", "warp_at"]
 
 BORDER = cv2.BORDER_REFLECT_101  # = scipy's mode="mirror": the edge pixel is not repeated
 _REMAP_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)  # what cv2.remap takes
@@ -71,19 +72,74 @@ def _remap_nearest(array: np.ndarray, nearest_map) -> np.ndarray:
     return out.astype(array.dtype, copy=False)
 
 
-def warp_at(image: np.ndarray, labels: np.ndarray, weights, positions, *, label_border: int = 0):
+def _turn(factors, flips, quarter_turns):
+    """Flip and rotate a product ``a @ b`` by changing its factors (as ``np.flip``, ``np.rot90`` on the product)."""
+    a, b = factors
+    for axis in flips:
+        a, b = (a[::-1], b) if axis == 0 else (a, b[:, ::-1])
+    for _ in range(quarter_turns):  # np.rot90(m) = m[:, ::-1].T, and (a @ b[:, ::-1]).T = b[:, ::-1].T @ a.T
+        a, b = b[:, ::-1].T, a.T
+    return a, b
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 for a thin (H, k) @ (k, W) product.
+
+    einsum, not @: such a product is slow in a multithreaded BLAS. The factors
+    are made contiguous first (a reversed view makes einsum ten times slower);
+    they are tiny, so copying them costs nothing.
+    """
+    return np.einsum("hk,kw->hw", np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32))
+
+
+def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int = 0, border: int = 0):
+    """Positions to read (rows, cols) for the image and, without ``border`` pixels, for the labels.
+
+    ``coarse`` (2, grid, grid) are the lattice displacements that
+    ``augment.displacement_field`` spreads over the (H, W) tile; output pixel
+    (y, x) reads the input at (y + dy, x + dx). ``flips`` (axes) and then
+    ``quarter_turns`` flip and rotate the maps as ``np.flip`` and ``np.rot90``
+    would. Each map is a product of two thin matrices, (H, grid + 1) and
+    (grid + 1, W): the cubic interpolation of the displacements, plus the pixel
+    grid as one more term. A flip or a rotation of the product is a flip or a
+    transpose of its factors, so each map is computed once, already turned and
+    contiguous, and the labels' centre maps are just a smaller product.
+
+    Returns ((rows, cols), (centre_rows, centre_cols)), float32 arrays.
+    """
+    height, width = shape
+    rows_factor, cols_factors = _field_factors(coarse, shape)  # field[k] = rows_factor @ cols_factors[k]
+    along_rows, along_cols = np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64)
+    ones_rows, ones_cols = np.ones(height), np.ones(width)
+    products = [  # y + dy = [interp | y] @ [dy coarse; 1],  x + dx = [interp | 1] @ [dx coarse; x]
+        (np.column_stack([rows_factor, along_rows]), np.vstack([cols_factors[0], ones_cols])),
+        (np.column_stack([rows_factor, ones_rows]), np.vstack([cols_factors[1], along_cols])),
+    ]
+    full, centre = [], []
+    for factors in products:
+        a, b = _turn(factors, flips, quarter_turns)
+        full.append(_product(a, b))
+        centre.append(_product(a[border : len(a) - border], b[:, border : b.shape[1] - border]))
+    return tuple(full), tuple(centre)
+
+
+def warp_at(image: np.ndarray, labels: np.ndarray, weights, positions, *, label_border: int = 0,
+            centre_positions=None):
     """Image (bicubic), labels and weights (nearest) read at ``positions``: (rows, cols) (H, W) of each output pixel.
 
     Labels and weights are returned without ``label_border`` pixels on each
-    side, and only that centre is warped.
+    side, and only that centre is warped; ``centre_positions`` (rows, cols)
+    gives its positions directly (e.g. from :func:`oriented_positions`).
     """
     map_y, map_x = (np.ascontiguousarray(part, dtype=np.float32) for part in positions)
     warped_image = _remap_image(image, map_x, map_y)
-    height, width = map_y.shape
-    inner = (slice(label_border, height - label_border), slice(label_border, width - label_border))
+    if centre_positions is None:
+        height, width = map_y.shape
+        inner = (slice(label_border, height - label_border), slice(label_border, width - label_border))
+        centre_positions = (map_y[inner], map_x[inner])
+    centre_y, centre_x = (np.ascontiguousarray(part, dtype=np.float32) for part in centre_positions)
     # the nearest pixel of each position, rounded once for labels and weights (fixed-point map)
-    nearest_map, _ = cv2.convertMaps(np.ascontiguousarray(map_x[inner]), np.ascontiguousarray(map_y[inner]),
-                                     cv2.CV_16SC2, nninterpolation=True)
+    nearest_map, _ = cv2.convertMaps(centre_x, centre_y, cv2.CV_16SC2, nninterpolation=True)
     warped_labels = _remap_nearest(labels, nearest_map)
     warped_weights = None if weights is None else _remap_nearest(weights, nearest_map)
     return warped_image, warped_labels, warped_weights
