@@ -96,10 +96,41 @@ CHECKS = textwrap.dedent(
         assert set(np.unique(first[1])) <= {0, 3, 7}
         assert not np.array_equal(first[0], second[0]), "each step must draw new deformations"
 
+    def check_label_border():
+        rng = np.random.default_rng(1)
+        batch = (rng.random((N, SIZE, SIZE, 1)).astype(np.float32), rng.integers(0, 5, (N, SIZE, SIZE)).astype(np.int32),
+                 rng.random((N, SIZE, SIZE)).astype(np.float32))
+        whole = [np.asarray(a) for a in augment_batch(*batch, seed=2)]
+        centre = [np.asarray(a) for a in augment_batch(*batch, seed=2, label_border=8)]
+        np.testing.assert_array_equal(centre[0], whole[0])  # the image keeps its context
+        for got, full in zip(centre[1:], whole[1:]):  # labels and weights: the same draw, only the centre
+            np.testing.assert_array_equal(got, full[:, 8:-8, 8:-8])
+
+    def check_augmenting_model_trains_the_network_it_wraps():
+        from unet_tutorial.augment_device import augmenting_model, network_of
+        from unet_tutorial.config import TileConfig
+        from unet_tutorial.model import build_unet
+
+        tiles = TileConfig(tile_size=44, depth=2, padding="valid")  # 44 -> 28: a border of 8
+        network = build_unet(input_shape=(None, None, 1), depth=2, base_filters=4, dropout=0.0)
+        model = augmenting_model(network, tiles, AugmentConfig(), seed=3)
+        assert network_of(model) is network and network_of(network) is network
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        image, labels, weights = smooth(44, 44)
+        windows = (np.stack([image] * N)[..., None], np.stack([labels > 0] * N).astype(np.int32),
+                   np.stack([weights] * N))
+        before = [np.array(v) for v in network.get_weights()]
+        losses = [float(model.train_on_batch(list(windows))) for _ in range(3)]
+        assert all(np.isfinite(losses)) and 0 < losses[0]
+        assert any(not np.array_equal(a, np.array(b)) for a, b in zip(before, network.get_weights()))
+        assert model.predict_on_batch(list(windows)).shape == (N, 28, 28, 2)
+
     check_warp_agrees_with_the_reference()
     check_mirror_border()
     check_flips_rotations_and_classes()
     check_compiled_layer()
+    check_label_border()
+    check_augmenting_model_trains_the_network_it_wraps()
     print("device checks passed on", keras.backend.backend())
     """
 )
@@ -131,3 +162,44 @@ def test_bad_batches_are_rejected():
         augment_batch(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.int32))
     with pytest.raises(ValueError, match="at least 2 x 2"):
         augment_batch(np.zeros((1, 1, 5, 1), np.float32), np.zeros((1, 1, 5), np.int32))
+
+
+def test_the_rule_of_where_to_augment():
+    from unet_tutorial.augment_device import on_device
+    from unet_tutorial.config import AugmentConfig
+    from unet_tutorial.distribute import gpu_available
+
+    assert on_device(AugmentConfig(method="device"))
+    assert not on_device(AugmentConfig(method="opencv")) and not on_device(AugmentConfig(method="scipy"))
+    assert on_device(AugmentConfig(method="auto")) == gpu_available()  # a CPU: OpenCV in the pipeline
+    assert not on_device(AugmentConfig(enabled=False, method="device"))
+    assert AugmentConfig(method="device").sample_options()["method"] == "auto"  # the CPU pipeline can still run it
+
+
+def test_the_layers_survive_a_save_and_load(tmp_path):
+    from unet_tutorial.augment_device import augmenting_model, network_of
+    from unet_tutorial.config import AugmentConfig, TileConfig
+    from unet_tutorial.evaluate import load_model
+    from unet_tutorial.model import build_unet
+
+    network = build_unet(input_shape=(None, None, 1), depth=2, base_filters=4, dropout=0.0)
+    model = augmenting_model(network, TileConfig(tile_size=44, depth=2), AugmentConfig(elastic_sigma=4.0), seed=5)
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    augment = loaded.get_layer("augment")
+    assert augment.augmentation == AugmentConfig(elastic_sigma=4.0) and augment.label_border == 8
+    for a, b in zip(network_of(loaded).get_weights(), network.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_added_loss_is_the_weighted_cross_entropy():
+    from unet_tutorial.losses import AddWeightedCrossEntropy, WeightedCrossEntropy
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet([1, 1, 1], (2, 5, 5)).astype(np.float32)
+    labels, weights = rng.integers(0, 3, (2, 5, 5)), rng.random((2, 5, 5)).astype(np.float32)
+    layer = AddWeightedCrossEntropy()
+    out = layer([probabilities, labels, weights])
+    np.testing.assert_allclose(np.asarray(out), probabilities)
+    expected = WeightedCrossEntropy()(labels, probabilities, sample_weight=weights)
+    np.testing.assert_allclose(float(layer.losses[0]), float(expected), rtol=1e-5)

@@ -208,3 +208,18 @@ def test_the_training_default_is_the_fast_warp():
     np.testing.assert_array_equal(batches[0][0], batches[1][0])
     assert not np.array_equal(batches[0][0], batches[2][0])
     assert np.abs(batches[0][0] - batches[2][0]).mean() * 255 < 2  # the same draws, another resampler
+
+
+def test_on_device_batches_are_the_whole_windows_not_augmented():
+    images, instances = synthetic_cells(n_images=3, size=96, seed=2)
+    tiles = TileConfig(tile_size=92, depth=2)  # 92 -> 76, border 8
+    common = dict(instances=instances, tiles=tiles, batch_size=2, tiles_per_epoch=4, seed=7)
+    device = SegmentationDataset(images, (instances > 0).astype(np.uint8), on_device=True, **common)
+    plain = SegmentationDataset(images, (instances > 0).astype(np.uint8), augmentation=AugmentConfig(enabled=False),
+                                **common)
+    (x, y, w), = device[1]
+    px, py, pw = plain[1]
+    assert x.shape == (2, 92, 92, 1) and y.shape == (2, 92, 92) and w.shape == (2, 92, 92)
+    np.testing.assert_array_equal(x, px)  # the same windows, left for the device to augment
+    np.testing.assert_array_equal(y[:, 8:-8, 8:-8], py)
+    np.testing.assert_array_equal(w[:, 8:-8, 8:-8], pw)

@@ -43,6 +43,24 @@ def test_a_few_steps_on_circles_lower_the_loss_and_the_held_out_error(tmp_path):
     assert rows[0].split(",")[0] == "epoch" and len(rows) == 4
 
 
+def test_on_device_augmentation_trains_in_the_step_and_keeps_the_plain_unet(tmp_path):
+    """augment_method="device" (the default on a GPU): the same run, the augmentation inside the compiled step."""
+    from unet_tutorial.evaluate import load_model
+
+    history = train(_tiny(tmp_path, elastic=True, augment_method="device"), verbose=0)
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    assert history["val_pixel_error"][-1] < 0.7 * history["initial_metrics"]["val_pixel_error"]
+    run = tmp_path / "run"
+    state = json.loads((run / "state.json").read_text())
+    assert state["augmented_on"] == "device"
+    final = load_model(run / "model.keras")  # the U-Net alone, as every other run saves it
+    assert final.name == "unet" and final.input_shape == (None, None, None, 1)
+    resumed = train(dataclasses.replace(_tiny(tmp_path, elastic=True, augment_method="device"), epochs=4),
+                    resume=True, verbose=0)
+    assert resumed["epoch"] == [1, 2, 3, 4] and resumed["loss"][:3] == history["loss"]
+    assert load_model(run / "checkpoint-epoch0004.keras").name == "unet_with_augmentation"  # the step's model
+
+
 def test_held_out_images_are_never_trained_on():
     seen = []
     for fold in range(5):

@@ -24,10 +24,12 @@ Two resamplers do the warp (``method``), both from the same displacement field
   (= scipy's ``"mirror"``), in float32 (:mod:`.augment_opencv`). Ten times and
   more faster; it differs from the reference by a fraction of a grey level.
 
-``"auto"`` (the default of :func:`augment_sample`, and so of training) is
-``"opencv"``; :func:`elastic_deform` keeps the reference as its default, the
-one chapter 5 teaches. ``augment_device`` does the same augmentation on a
-whole batch with ``keras.ops`` on the accelerator.
+``"auto"`` (the default of :func:`augment_sample`, and so of training on a
+CPU) is ``"opencv"``; :func:`elastic_deform` keeps the reference as its
+default, the one chapter 5 teaches. ``augment_device`` does the same
+augmentation on a whole batch with ``keras.ops`` on the accelerator, inside
+the train step: what training on a GPU does by default
+(``augment_device.on_device``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ written with ``keras.ops`` only, so that they compile (XLA / ``jax.jit`` /
 :class:`DeviceAugment` is the Keras layer (its random state is a Keras
 ``SeedGenerator``, which compiled steps carry along); :func:`augment_batch`
 is the function it calls, :func:`warp_batch` its deterministic core.
+:func:`augmenting_model` puts the layer in front of a network, with the loss
+inside, so that ``model.fit`` augments every batch in the compiled train step
+(``train`` does so on a GPU: :func:`on_device`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from keras import ops
 
 from .augment import _cubic_interpolation_matrix
 
-__all__ = ["augment_batch", "warp_batch", "DeviceAugment", "cubic_weights", "mirror_index"]
+__all__ = ["DeviceAugment", "augment_batch", "augmenting_model", "cubic_weights", "mirror_index", "on_device",
+           "warp_batch"]
 
 KEYS_A = -0.5  # Keys (1981): the cubic convolution kernel that is third-order accurate
 
@@ -127,12 +131,19 @@ def _check_images(images):
     return images
 
 
-def _sample(images, labels, weights, rows, cols):
-    """Image bicubic (clipped to each sample's input range), labels and weights nearest, at (rows, cols)."""
+def _sample(images, labels, weights, rows, cols, label_border: int = 0):
+    """Image bicubic (clipped to each sample's input range), labels and weights nearest, at (rows, cols).
+
+    Labels and weights are read only at the centre positions, without ``label_border`` pixels on each side.
+    """
     floats = ops.cast(images, "float32")
     low = ops.min(floats, axis=(1, 2, 3), keepdims=True)
     high = ops.max(floats, axis=(1, 2, 3), keepdims=True)
     out = ops.minimum(ops.maximum(_bicubic(floats, rows, cols), low), high)  # the cubic overshoots: clip
+    if label_border:
+        height, width = rows.shape[1], rows.shape[2]
+        centre = (slice(None), slice(label_border, height - label_border), slice(label_border, width - label_border))
+        rows, cols = rows[centre], cols[centre]
     out_labels = _nearest(ops.convert_to_tensor(labels), rows, cols)
     out_weights = None if weights is None else _nearest(ops.convert_to_tensor(weights), rows, cols)
     return out, out_labels, out_weights
@@ -153,12 +164,14 @@ def warp_batch(images, labels, weights, field):
 
 def augment_batch(images, labels, weights=None, seed=None, *, elastic: bool = True, flip: bool = True,
                   rotate: bool = True, intensity: bool = True, grid: int = 3, sigma: float = 10.0,
-                  brightness: float = 0.1, contrast: float = 0.2):
+                  brightness: float = 0.1, contrast: float = 0.2, label_border: int = 0):
     """Augment a batch on the device: (images (B, H, W, C) float in [0, 1], labels (B, H, W), weights (B, H, W)).
 
     ``seed``: an int, a ``keras.random.SeedGenerator`` (inside a compiled step:
-    the one of :class:`DeviceAugment`) or None. Returns (images, labels,
-    weights) with the input shapes and dtypes; weights None if not given.
+    the one of :class:`DeviceAugment`) or None. ``label_border``: return labels
+    and weights without this many pixels on each side (the network's output
+    region of a valid-padding tile), as ``augment.augment_sample`` does. Returns
+    (images, labels, weights) with the input dtypes; weights None if not given.
     """
     images = _check_images(images)
     if isinstance(seed, int) or seed is None:
@@ -173,7 +186,9 @@ def augment_batch(images, labels, weights=None, seed=None, *, elastic: bool = Tr
         field = ops.einsum("hi,bcij,wj->bchw", row_matrix, coarse, col_matrix)  # (B, 2, H, W)
         rows, cols = rows + field[:, 0], cols + field[:, 1]
     rows, cols = _dihedral(rows, cols, seed, flip=flip, rotate=rotate)
-    out, out_labels, out_weights = _sample(images, labels, weights, rows, cols)
+    if not 0 <= label_border < min(height, width) / 2:
+        raise ValueError(f"label_border must leave labels to return: got {label_border} for {height}x{width} tiles.")
+    out, out_labels, out_weights = _sample(images, labels, weights, rows, cols, label_border)
     if intensity:
         factor = keras.random.uniform((batch, 1, 1, 1), 1.0 - contrast, 1.0 + contrast, seed=seed)
         shift = keras.random.uniform((batch, 1, 1, 1), -brightness, brightness, seed=seed)
@@ -182,30 +197,100 @@ def augment_batch(images, labels, weights=None, seed=None, *, elastic: bool = Tr
     return ops.cast(out, images.dtype), out_labels, out_weights
 
 
+@keras.saving.register_keras_serializable(package="unet_tutorial")
 class DeviceAugment(keras.layers.Layer):
-    """``augment_batch`` as a layer: ``DeviceAugment(config)([x, y, w])`` -> ``[x', y', w']`` (all T x T).
+    """``augment_batch`` as a layer: ``DeviceAugment(config)([x, y, w])`` -> ``[x', y', w']``.
 
     Args:
         augmentation: a :class:`config.AugmentConfig` (its ``method`` is not used here).
         seed: seed of the layer's ``SeedGenerator``.
+        label_border: labels and weights come back without this many pixels on each side.
     """
 
-    def __init__(self, augmentation=None, seed: int | None = None, **kwargs):
+    def __init__(self, augmentation=None, seed: int | None = None, label_border: int = 0, **kwargs):
         super().__init__(**kwargs)
         from .config import AugmentConfig  # noqa: PLC0415
 
+        if isinstance(augmentation, dict):  # from get_config (a saved model)
+            augmentation = AugmentConfig(**augmentation)
         self.augmentation = augmentation or AugmentConfig()
-        self.seed = seed
+        self.seed, self.label_border = seed, int(label_border)
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs):
         images, labels, weights = inputs
-        a = self.augmentation
+        a, border = self.augmentation, self.label_border
         if not a.enabled:
-            return [images, labels, weights]
+            centre = (slice(None), slice(border, labels.shape[1] - border), slice(border, labels.shape[2] - border))
+            return [images, labels[centre], weights[centre]]
         return list(augment_batch(images, labels, weights, self.seed_generator, elastic=a.elastic, flip=a.flip,
                                   rotate=a.rotate, intensity=a.intensity, grid=a.elastic_grid,
-                                  sigma=a.elastic_sigma))
+                                  sigma=a.elastic_sigma, label_border=border))
 
     def compute_output_spec(self, inputs):
-        return [keras.KerasTensor(tensor.shape, tensor.dtype) for tensor in inputs]
+        images, labels, weights = inputs
+        border = self.label_border
+        centre = tuple(None if size is None else size - 2 * border for size in labels.shape[1:3])
+        return [keras.KerasTensor(images.shape, images.dtype),
+                keras.KerasTensor((labels.shape[0], *centre), labels.dtype),
+                keras.KerasTensor((weights.shape[0], *centre), weights.dtype)]
+
+    def get_config(self):
+        import dataclasses  # noqa: PLC0415
+
+        return {**super().get_config(), "augmentation": dataclasses.asdict(self.augmentation), "seed": self.seed,
+                "label_border": self.label_border}
+
+
+def on_device(augmentation) -> bool:
+    """Whether ``train`` augments on the device (in the compiled train step) rather than in the CPU pipeline.
+
+    The one rule: ``AugmentConfig.method`` "device" always; "auto" when the
+    backend trains on a GPU (the CPU's cores are then better left to feeding
+    it); otherwise ("opencv", "scipy", or "auto" on a CPU) the pipeline's
+    workers augment each tile with ``augment.augment_sample``.
+    """
+    if not augmentation.enabled:
+        return False
+    if augmentation.method == "device":
+        return True
+    from .distribute import gpu_available  # noqa: PLC0415
+
+    return augmentation.method == "auto" and gpu_available()
+
+
+def augmenting_model(network: keras.Model, tiles, augmentation, seed: int | None = None) -> keras.Model:
+    """``network`` with the paper's augmentation in front and its weighted loss inside: what ``fit`` trains on a GPU.
+
+    Inputs: whole T x T windows as the pipeline cuts them, not yet augmented
+    (``SegmentationDataset(..., on_device=True)``): tiles (B, T, T, C), labels
+    (B, T, T) and weights (B, T, T). :class:`DeviceAugment` augments the three
+    together and keeps the labels and weights of the output region; the
+    network predicts; :class:`losses.AddWeightedCrossEntropy` adds Eq. 1's loss
+    of that prediction. Compile it without a loss. ``network`` is shared, not
+    copied: its weights are the ones trained.
+
+    Args:
+        network: the U-Net (``model.build_unet``).
+        tiles: a :class:`config.TileConfig` (T and the border (T - t) / 2).
+        augmentation: a :class:`config.AugmentConfig`.
+        seed: seed of the augmentation's random state.
+    """
+    from .losses import AddWeightedCrossEntropy  # noqa: PLC0415
+
+    size, channels = tiles.tile_size, network.input_shape[-1]
+    inputs = [keras.Input((size, size, channels), name="tiles"),
+              keras.Input((size, size), dtype="int32", name="labels"),
+              keras.Input((size, size), name="weights")]
+    # float32 whatever the dtype policy: bicubic sampling in float16 would lose grey levels
+    images, labels, weights = DeviceAugment(augmentation, seed, label_border=tiles.border, dtype="float32",
+                                            name="augment")(inputs)
+    probabilities = AddWeightedCrossEntropy(name="weighted_cross_entropy")([network(images), labels, weights])
+    return keras.Model(inputs, probabilities, name="unet_with_augmentation")
+
+
+def network_of(model: keras.Model) -> keras.Model:
+    """The U-Net inside a model from :func:`augmenting_model` (a saved one too); any other model itself."""
+    if model.name != "unet_with_augmentation":
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))

@@ -84,14 +84,18 @@ class HeldOutScore(keras.callbacks.Callback):
     ``one_device_copy`` (the same network, built outside the distribution) with
     the trained weights copied in: ``predict_tiled`` sends one tile at a time,
     which cannot be split over several devices.
+
+    ``network``: the model to score when it is not the model being trained
+    (the U-Net inside ``augment_device.augmenting_model``).
     """
 
-    def __init__(self, images, labels, tile_size, tta, nan_guard, one_device_copy=None, scope=None):
+    def __init__(self, images, labels, tile_size, tta, nan_guard, one_device_copy=None, scope=None, network=None):
         super().__init__()
         self.images, self.labels, self.tile_size, self.tta = images, labels, tile_size, tta
         self.nan_guard = nan_guard
         self.one_device_copy = one_device_copy
         self.scope = scope or contextlib.nullcontext
+        self.network = network
 
     def score(self):
         with self.scope():
@@ -101,7 +105,7 @@ class HeldOutScore(keras.callbacks.Callback):
         from .metrics import best_pixel_error  # noqa: PLC0415
         from .tiling import predict_tiled  # noqa: PLC0415
 
-        model = self.model
+        model = self.network or self.model
         if self.one_device_copy is not None:
             self.one_device_copy.set_weights(model.get_weights())
             model = self.one_device_copy

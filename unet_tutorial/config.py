@@ -35,7 +35,7 @@ LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
 DISTRIBUTIONS = ("none", "data-parallel")  # distribute.py holds the engines
-AUGMENT_METHODS = ("auto", "opencv", "scipy")  # = augment.METHODS (this module loads no scipy)
+AUGMENT_METHODS = ("auto", "opencv", "scipy", "device")  # augment.METHODS (this module loads no scipy) + "device"
 CLASS_BALANCE_OVER = ("image", "training-set")
 CELL_TARGETS = ("gap", "border-class")  # how touching cells are taught: _load_data in train.py
 UPCONV_INITS = ("he_normal", "paper")  # model.upconv_initializer
@@ -134,7 +134,9 @@ class AugmentConfig:
     flip: bool = True  # random flips
     rotate: bool = True  # random 90-degree rotations
     intensity: bool = True  # grey-value jitter
-    method: str = "auto"  # resampler of the warp: "auto" (= "opencv", fast), "opencv" or "scipy" (the reference)
+    # where and how: "auto" (on a GPU: "device", else "opencv"; augment_device.on_device), "opencv" (CPU, fast),
+    # "scipy" (CPU, the reference) or "device" (keras.ops in the compiled train step, augment_device.augmenting_model)
+    method: str = "auto"
 
     def __post_init__(self):
         _check_types(self)
@@ -143,9 +145,10 @@ class AugmentConfig:
         _check_choice("AugmentConfig", "method", self.method, AUGMENT_METHODS)
 
     def sample_options(self) -> dict:
-        """Keyword arguments of ``augment.augment_sample``."""
+        """Keyword arguments of ``augment.augment_sample`` (a "device" config augmenting on the CPU: "auto")."""
+        method = "auto" if self.method == "device" else self.method
         return dict(elastic=self.elastic, flip=self.flip, rotate=self.rotate, intensity=self.intensity,
-                    grid=self.elastic_grid, sigma=self.elastic_sigma, method=self.method)
+                    grid=self.elastic_grid, sigma=self.elastic_sigma, method=method)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +224,8 @@ class TrainConfig:
     flip: bool = True  # random flips
     rotate: bool = True  # random 90-degree rotations
     intensity: bool = True  # grey-value jitter
+    # where: "auto" (on a GPU in the train step, else OpenCV in the pipeline), "device", "opencv" or "scipy"
+    augment_method: str = "auto"
     # -- evaluation and output
     validation_tta: bool = False  # average over 8 flips/rotations when scoring held-out slices
     output_dir: str = "runs/unet"  # checkpoints, state and history go here
@@ -238,7 +243,7 @@ class TrainConfig:
     @property
     def augmentation(self) -> AugmentConfig:
         return AugmentConfig(enabled=self.augment, elastic=self.elastic, elastic_sigma=self.elastic_sigma,
-                             flip=self.flip, rotate=self.rotate, intensity=self.intensity)
+                             flip=self.flip, rotate=self.rotate, intensity=self.intensity, method=self.augment_method)
 
     @property
     def weighting(self) -> WeightMapConfig:

@@ -177,10 +177,10 @@ class _HostSlice(keras.utils.PyDataset):
         return len(self.dataset)
 
     def __getitem__(self, index):
-        batch = self.dataset[index]
-        rows = len(batch[0]) // self.process_count
+        batch = self.dataset[index]  # (x, y, w), or ((x, y, w),) for on-device augmentation
+        rows = len(keras.tree.flatten(batch)[0]) // self.process_count
         start = self.process_index * rows
-        return tuple(part[start : start + rows] for part in batch)
+        return keras.tree.map_structure(lambda part: part[start : start + rows], batch)
 
     def on_epoch_end(self):
         self.dataset.on_epoch_end()

@@ -45,7 +45,7 @@ def load_model(path, *, compile: bool = False):
     """
     import keras
 
-    from . import losses, model  # noqa: F401  (registers the custom layers and losses)
+    from . import augment_device, losses, model  # noqa: F401  (registers the custom layers and losses)
 
     path = pathlib.Path(path)
     if not path.is_file():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["pixel_cross_entropy", "weighted_cross_entropy", "WeightedCrossEntropy"]
+__all__ = ["AddWeightedCrossEntropy", "WeightedCrossEntropy", "pixel_cross_entropy", "weighted_cross_entropy"]
 
 
 def _labels_and_probabilities(labels, probabilities):
@@ -104,3 +104,23 @@ class WeightedCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return pixel_cross_entropy(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="unet_tutorial")
+class AddWeightedCrossEntropy(keras.layers.Layer):
+    """A layer that adds ``weighted_cross_entropy(labels, probabilities, weights)`` to its model's losses.
+
+    ``[probabilities, labels, weights]`` -> ``probabilities`` (unchanged). For
+    a model whose labels and weights are made inside it, where ``compile``'s
+    loss cannot see them (``augment_device.augmenting_model``): compile that
+    model without a loss. The same value as :class:`WeightedCrossEntropy`
+    with the weights as ``sample_weight``.
+    """
+
+    def call(self, inputs):
+        probabilities, labels, weights = inputs
+        self.add_loss(weighted_cross_entropy(labels, probabilities, weights))
+        return probabilities
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, inputs[0].dtype)

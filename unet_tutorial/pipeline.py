@@ -143,6 +143,9 @@ class SegmentationDataset(keras.utils.PyDataset):
         tiles_per_epoch: training tiles per epoch (default: one per image); the
             epoch has ceil(tiles_per_epoch / batch_size) full batches.
         seed: seed of the tile positions and the augmentation.
+        on_device: leave the augmentation to the device: batches ``((x, y, w),)``
+            of whole T x T windows of image, labels and weight map, not augmented,
+            for a model from ``augment_device.augmenting_model``.
         workers, use_multiprocessing, max_queue_size: passed to
             ``keras.utils.PyDataset`` (parallel batch preparation).
 
@@ -166,6 +169,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         batch_size: int = 1,
         tiles_per_epoch: int | None = None,
         seed: int = 0,
+        on_device: bool = False,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -192,6 +196,7 @@ class SegmentationDataset(keras.utils.PyDataset):
             self.weights = _without_ignored(self.weights, ignore)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.on_device = bool(on_device)
         self.epoch = 0
         if tiles_per_epoch is None:
             tiles_per_epoch = len(self.images)
@@ -266,9 +271,18 @@ class SegmentationDataset(keras.utils.PyDataset):
             height, width = self.labels[i].shape
             r = int(rng.integers(0, height - self.output_size + 1))
             c = int(rng.integers(0, width - self.output_size + 1))
-            samples.append(self.tile(i, r, c, rng if self.augmentation.enabled else None))
+            if self.on_device:  # the whole T x T window of all three; the device augments them
+                samples.append(self.window(i, r, c))
+            else:
+                samples.append(self.tile(i, r, c, rng if self.augmentation.enabled else None))
         x, y, w = (np.stack(parts) for parts in zip(*samples))
-        return x, y, w
+        return ((x, y, w),) if self.on_device else (x, y, w)
+
+    def window(self, i: int, row: int, col: int):
+        """The T x T windows of image, labels and weight map whose output region starts at (row, col); not augmented."""
+        image, label, weight = self._padded[i]
+        window = (slice(row, row + self.tile_size), slice(col, col + self.tile_size))
+        return image[window], label[window], weight[window]
 
     def tile(self, i: int, row: int, col: int, rng=None):
         """One sample: the input tile whose output region starts at (row, col) of image ``i``.

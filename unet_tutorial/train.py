@@ -52,6 +52,7 @@ from . import distribute
 from .callbacks import (Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, budget_spent,
                         longest_epoch, save_model_and_discard)
 from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig
+from .augment_device import network_of, on_device as augment_on_device
 from .config_cli import add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
@@ -159,7 +160,10 @@ def _load_checkpoint(path: pathlib.Path) -> keras.Model:
 # ----------------------------------------------------------------------------- training
 
 
-def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2) -> keras.Model:
+def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2, on_device: bool = False
+                       ) -> keras.Model:
+    """The U-Net, compiled; ``on_device``: inside ``augment_device.augmenting_model``, which holds the loss."""
+    from .augment_device import augmenting_model  # noqa: PLC0415
     from .losses import WeightedCrossEntropy  # noqa: PLC0415
     from .model import build_unet  # noqa: PLC0415
 
@@ -173,6 +177,8 @@ def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2) -
             padding=config.padding, dropout=config.dropout, batch_norm=config.batch_norm,
             upconv_init=config.upconv_init,
         )
+        if on_device:  # under the same policy: float16 training scales its loss (the augmentation stays float32)
+            model = augmenting_model(model, config.tiles, config.augmentation, seed=config.seed)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     learning_rate = config.learning_rate
@@ -184,7 +190,7 @@ def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2) -
     else:
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
-    model.compile(optimizer=optimizer, loss=WeightedCrossEntropy(), jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=None if on_device else WeightedCrossEntropy(), jit_compile=jit)
     return model
 
 
@@ -250,7 +256,11 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     placement = distribute.placement(config.distribution, config.batch_size, config.num_devices)
 
     # 1. Data: hold out a block of images, never trained on (and, to choose settings, a tuning block).
+    #    The augmentation runs in the pipeline's workers, or on the device in the train step (on a GPU; a
+    #    resumed run keeps where its checkpoint augments).
     images, labels, instances, ignore = _load_data(config, data_dir)
+    on_device = state["augmented_on"] == "device" if state and "augmented_on" in state else augment_on_device(
+        config.augmentation)
     n_classes = config.n_classes or max(2, 1 + max(int(np.max(label)) for label in labels))  # K
     train_ids, scored_ids, held_out_ids = run_split(len(images), config.validation_folds, config.validation_fold,
                                                     config.tuning_block)
@@ -259,7 +269,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         ignore=None if ignore is None else ignore[train_ids],
         tiles=config.tiles, augmentation=config.augmentation, weighting=config.weighting,
         batch_size=config.batch_size, tiles_per_epoch=config.steps_per_epoch * config.batch_size, n_classes=n_classes,
-        seed=config.seed, workers=config.workers, use_multiprocessing=config.use_multiprocessing,
+        seed=config.seed, on_device=on_device, workers=config.workers,
+        use_multiprocessing=config.use_multiprocessing,
     )
 
     # 2. Network: new (seeded) or from the checkpoint, with its optimizer state;
@@ -267,20 +278,22 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     keras.utils.set_random_seed(config.seed)
     with placement.model_scope():
         if state is None:
-            model = _build_and_compile(config, channels=dataset.images[0].shape[-1], n_classes=n_classes)
+            model = _build_and_compile(config, channels=dataset.images[0].shape[-1], n_classes=n_classes,
+                                       on_device=on_device)
             history, initial_epoch, elapsed_before = {}, 0, 0.0
         else:
             model = _load_checkpoint(output_dir / state["checkpoint"])
             history = {key: value[: state["epoch"]] for key, value in state["history"].items()}
             initial_epoch, elapsed_before = int(state["epoch"]), float(state["elapsed_seconds"])
     dataset.set_epoch(initial_epoch)
+    network = network_of(model)  # the U-Net (model itself, or inside it when the device augments)
 
     # 3. Callbacks: reseed, stop on NaN, score held-out images, checkpoint.
     nan_guard = StopOnNaN()
     callbacks = [SeedEachEpoch(config.seed), nan_guard]
     initial_metrics = dict(state.get("initial_metrics", {})) if state else {}
     if len(scored_ids):
-        scorer = _held_out_scorer(config, model, placement, _take(images, scored_ids), _take(labels, scored_ids),
+        scorer = _held_out_scorer(config, network, placement, _take(images, scored_ids), _take(labels, scored_ids),
                                   nan_guard)
         callbacks.append(scorer)
         if state is None:
@@ -292,6 +305,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
         "devices": list(placement.devices),
+        "augmented_on": "device" if on_device else "cpu pipeline",
         **_own_data_state(config, n_classes),
     }
     callbacks.append(
@@ -315,9 +329,9 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     final = output_dir / "model.keras"
     if history and (initial_epoch < config.epochs or not final.is_file()):
         if placement.is_chief:
-            save_model_atomic(model, final)
+            save_model_atomic(network, final)
         else:
-            save_model_and_discard(model)
+            save_model_and_discard(network)
     return {**history, "initial_metrics": initial_metrics}
 
 
@@ -330,7 +344,7 @@ def _held_out_scorer(config: TrainConfig, model, placement, images, labels, nan_
     tile = TileConfig.whole_image(images[0].shape, config.depth, config.padding)
     one_device_copy = keras.models.clone_model(model) if placement.distributed else None
     scorer = HeldOutScore(images, list(labels), tile.tile_size, config.validation_tta, nan_guard,
-                          one_device_copy, placement.one_device_scope)
+                          one_device_copy, placement.one_device_scope, network=model)
     scorer.set_model(model)
     return scorer
 
