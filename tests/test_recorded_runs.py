@@ -92,6 +92,30 @@ def test_chapter_7_prints_the_recorded_isbi_run_and_no_stand_in_numbers(built_bo
             assert figure in text, f"{language}/07: {figure} of the recorded run is not printed"
         assert "No GPU run recorded yet" in text, f"{language}/07: the GPU section must say that no GPU run exists"
         assert f"{stand_in_row['rand_error']:.4f}" not in text, f"{language}/07: prints the stand-in's Rand error"
+    # the sentences that judge the run follow its numbers: Table 1 and the 5-minute goal
+    from unet_tutorial.evaluate import PAPER_TABLE1
+
+    paper = PAPER_TABLE1[0].values
+    english = {"pixel_error": "pixel error", "rand_error": "Rand error", "warping_error": "warping error"}
+    met = [english[column] for column in paper if scores[column] <= paper[column]]
+    missed = [english[column] for column in paper if scores[column] > paper[column]]
+    listed = lambda items: items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]  # noqa: E731
+    if not missed:
+        verdict = "All three are at or below the paper's values."
+    elif not met:
+        verdict = "All three are still above the paper's values."
+    else:
+        verb = "is" if len(met) == 1 else "are"
+        verdict = f"The {listed(met)} {verb} at or below the paper's, the {listed(missed)} still above."
+    assert verdict in page_text(built_book, "en", "07_gpu_training"), f"en/07: expected the verdict {verdict!r}"
+    run = book.recorded_cpu_run("isbi2012", folder=ARTIFACTS)
+    minutes, errors = np.array(run.history["minutes"]), np.array(run.history["val_pixel_error"])
+    reached_in_time = bool(np.any((errors <= 0.07) & (minutes <= 5.0)))
+    for language, reached, not_reached in (("ko", "목표에 닿았습니다.", "목표에 닿지 못했습니다."),
+                                           ("en", "The goal is reached.", "The goal is not reached.")):
+        text = page_text(built_book, language, "07_gpu_training")
+        said = (reached in text, not_reached in text)
+        assert said == (reached_in_time, not reached_in_time), f"{language}/07: the 5-minute goal judged wrongly"
 
 
 @pytest.mark.book
