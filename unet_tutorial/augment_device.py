@@ -285,7 +285,8 @@ def augmenting_model(network: keras.Model, tiles, augmentation, seed: int | None
     # float32 whatever the dtype policy: bicubic sampling in float16 would lose grey levels
     images, labels, weights = DeviceAugment(augmentation, seed, label_border=tiles.border, dtype="float32",
                                             name="augment")(inputs)
-    probabilities = AddWeightedCrossEntropy(name="weighted_cross_entropy")([network(images), labels, weights])
+    probabilities = AddWeightedCrossEntropy(dtype="float32", name="weighted_cross_entropy")(
+        [network(images), labels, weights])
     return keras.Model(inputs, probabilities, name="unet_with_augmentation")
 
 
