@@ -49,10 +49,10 @@ import keras
 import numpy as np
 
 from . import distribute
+from .augment_device import augmenting_model, network_of, on_device as augment_on_device
 from .callbacks import (Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, budget_spent,
                         longest_epoch, save_model_and_discard)
 from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig
-from .augment_device import network_of, on_device as augment_on_device
 from .config_cli import add_train_arguments, config_from_args, read_state
 from .files import save_model_atomic
 from .pipeline import SegmentationDataset, synthetic_cells
@@ -163,7 +163,6 @@ def _load_checkpoint(path: pathlib.Path) -> keras.Model:
 def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2, on_device: bool = False
                        ) -> keras.Model:
     """The U-Net, compiled; ``on_device``: inside ``augment_device.augmenting_model``, which holds the loss."""
-    from .augment_device import augmenting_model  # noqa: PLC0415
     from .losses import WeightedCrossEntropy  # noqa: PLC0415
     from .model import build_unet  # noqa: PLC0415
 
@@ -256,11 +255,12 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     placement = distribute.placement(config.distribution, config.batch_size, config.num_devices)
 
     # 1. Data: hold out a block of images, never trained on (and, to choose settings, a tuning block).
-    #    The augmentation runs in the pipeline's workers, or on the device in the train step (on a GPU; a
-    #    resumed run keeps where its checkpoint augments).
+    #    The augmentation runs in the pipeline's workers, or on a GPU inside the train step.
     images, labels, instances, ignore = _load_data(config, data_dir)
-    on_device = state["augmented_on"] == "device" if state and "augmented_on" in state else augment_on_device(
-        config.augmentation)
+    if state and "augmented_on" in state:  # a resumed run keeps where its checkpoint augments
+        on_device = state["augmented_on"] == "device"
+    else:
+        on_device = augment_on_device(config.augmentation)
     n_classes = config.n_classes or max(2, 1 + max(int(np.max(label)) for label in labels))  # K
     train_ids, scored_ids, held_out_ids = run_split(len(images), config.validation_folds, config.validation_fold,
                                                     config.tuning_block)
