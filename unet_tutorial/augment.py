@@ -312,8 +312,8 @@ def augment_sample(
 
         # Output pixel (y, x) reads the input at the positions in the maps; flipping or rotating the maps
         # flips or rotates the result, and the labels' maps are the maps' centre: one warp, no copies.
-        positions, centre_positions = oriented_positions(coarse, labels.shape, flips, quarter_turns, label_border)
-        image, labels, weights = warp_at(image, labels, weights, positions, centre_positions=centre_positions)
+        positions = oriented_positions(coarse, labels.shape, flips, quarter_turns)
+        image, labels, weights = warp_at(image, labels, weights, positions, label_border=label_border)
         owned = True  # new arrays: the jitter may change the image in place
     else:
 

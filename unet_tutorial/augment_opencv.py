@@ -92,8 +92,8 @@ def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("hk,kw->hw", np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32))
 
 
-def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int = 0, border: int = 0):
-    """Positions to read (rows, cols) for the image and, without ``border`` pixels, for the labels.
+def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int = 0):
+    """Positions to read (rows, cols), each (H, W) float32, flipped and rotated: the maps of :func:`warp_at`.
 
     ``coarse`` (2, grid, grid) are the lattice displacements that
     ``augment.displacement_field`` spreads over the (H, W) tile; output pixel
@@ -103,9 +103,7 @@ def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int =
     (grid + 1, W): the cubic interpolation of the displacements, plus the pixel
     grid as one more term. A flip or a rotation of the product is a flip or a
     transpose of its factors, so each map is computed once, already turned and
-    contiguous, and the labels' centre maps are just a smaller product.
-
-    Returns ((rows, cols), (centre_rows, centre_cols)), float32 arrays.
+    contiguous: no full-size copies.
     """
     height, width = shape
     rows_factor, cols_factors = _field_factors(coarse, shape)  # field[k] = rows_factor @ cols_factors[k]
@@ -115,31 +113,22 @@ def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int =
         (np.column_stack([rows_factor, along_rows]), np.vstack([cols_factors[0], ones_cols])),
         (np.column_stack([rows_factor, ones_rows]), np.vstack([cols_factors[1], along_cols])),
     ]
-    full, centre = [], []
-    for factors in products:
-        a, b = _turn(factors, flips, quarter_turns)
-        full.append(_product(a, b))
-        centre.append(_product(a[border : len(a) - border], b[:, border : b.shape[1] - border]))
-    return tuple(full), tuple(centre)
+    return tuple(_product(*_turn(factors, flips, quarter_turns)) for factors in products)
 
 
-def warp_at(image: np.ndarray, labels: np.ndarray, weights, positions, *, label_border: int = 0,
-            centre_positions=None):
+def warp_at(image: np.ndarray, labels: np.ndarray, weights, positions, *, label_border: int = 0):
     """Image (bicubic), labels and weights (nearest) read at ``positions``: (rows, cols) (H, W) of each output pixel.
 
     Labels and weights are returned without ``label_border`` pixels on each
-    side, and only that centre is warped; ``centre_positions`` (rows, cols)
-    gives its positions directly (e.g. from :func:`oriented_positions`).
+    side, and only that centre is warped.
     """
     map_y, map_x = (np.ascontiguousarray(part, dtype=np.float32) for part in positions)
     warped_image = _remap_image(image, map_x, map_y)
-    if centre_positions is None:
-        height, width = map_y.shape
-        inner = (slice(label_border, height - label_border), slice(label_border, width - label_border))
-        centre_positions = (map_y[inner], map_x[inner])
-    centre_y, centre_x = (np.ascontiguousarray(part, dtype=np.float32) for part in centre_positions)
-    # the nearest pixel of each position, rounded once for labels and weights (fixed-point map)
-    nearest_map, _ = cv2.convertMaps(centre_x, centre_y, cv2.CV_16SC2, nninterpolation=True)
+    height, width = map_y.shape
+    inner = (slice(label_border, height - label_border), slice(label_border, width - label_border))
+    # the nearest pixel of each centre position, rounded once for labels and weights (fixed-point map);
+    # OpenCV reads the centre views of the maps as they are (each row contiguous), no copies
+    nearest_map, _ = cv2.convertMaps(map_x[inner], map_y[inner], cv2.CV_16SC2, nninterpolation=True)
     warped_labels = _remap_nearest(labels, nearest_map)
     warped_weights = None if weights is None else _remap_nearest(weights, nearest_map)
     return warped_image, warped_labels, warped_weights
