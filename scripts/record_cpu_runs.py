@@ -48,12 +48,11 @@ BORDER_CLASS_STUDY = pathlib.Path("book/artifacts/cpu_runs/border_class_study.js
 def cell_targets(dataset: str, sequence: str, study: pathlib.Path = BORDER_CLASS_STUDY) -> str:
     """How a run on ``sequence`` teaches touching cells: the way ``scripts/border_class_study.py`` chose.
 
-    The study chose on tuning frames of the same training sequence, so the
-    sequence the run is scored on played no part; "gap" (the paper's) where
-    the study has no choice for it.
+    ``book.chosen_cell_targets`` on the study's artifact ("gap" without one).
     """
-    chosen = json.loads(study.read_text()).get(dataset, {}).get(sequence, {}).get("chosen") if study.is_file() else None
-    return chosen or "gap"
+    from unet_tutorial.book import chosen_cell_targets
+
+    return chosen_cell_targets(json.loads(study.read_text()) if study.is_file() else {}, dataset, sequence)
 
 
 def run_config(name: str, runs: pathlib.Path):

@@ -23,7 +23,7 @@ import numpy as np
 from . import predictions
 
 __all__ = ["ARTIFACT_SHA256", "REPOSITORY_BRANCH", "REPOSITORY_URL", "RecordedRun", "artifact_hashes", "book_artifact",
-           "load_predictions", "raw_url", "read_history", "recorded_cpu_run"]
+           "chosen_cell_targets", "load_predictions", "raw_url", "read_history", "recorded_cpu_run"]
 
 REPOSITORY_URL = "https://github.com/unet-tutorial/unet-tutorial"
 REPOSITORY_BRANCH = "main"
@@ -42,7 +42,7 @@ ARTIFACT_SHA256 = {
     "chapter9/history.json": "617ae01d4b720942f904e4ed83e5c4f70c4e8ae31e4b5eabf651850bbc2ed613",
     "chapter9/isbi_heldout_membrane.npz": "2e049bbebe479ad0ef43de7f02126a62b2e5e878213a262fd9463275d3a357ad",
     "chapter9/provenance.json": "1f935f87fee7e498e38245c1bd87041d6e81e29256b21ec622f3cf2ca5d0f3cf",
-    "cpu_runs/border_class_study.json": "75d3f04db4bba119c106e1e225d55c066682e6b4ef58d1cf626085e2f7cda03d",
+    "cpu_runs/border_class_study.json": "fd2bf415056784cb63cbc55dbf4c55a8bf70becf7411f5f1ca50aa49303d4ae1",
     "cpu_runs/history-DIC-C2DH-HeLa-01.json": "bccc0aa7cbb18c02246b104b464b8c6fba96c0544b9d1cc92002175e71356c41",
     "cpu_runs/history-DIC-C2DH-HeLa-02.json": "81681670b8f86025a0ab5afb192d39d27660c4d3018eebf2801d10c2e3c702eb",
     "cpu_runs/history-PhC-C2DH-U373-01.json": "fa8cc9606734a6e0b8c89f3b4385a7bf727d247013adb3d8ea8481219b306f9c",
@@ -131,6 +131,18 @@ def recorded_cpu_run(name: str, folder="../artifacts/cpu_runs") -> RecordedRun:
     prediction_file = "predictions-isbi2012.npz" if name == "isbi2012" else f"predictions-{name}.npz"
     return RecordedRun(name, provenance[name], scores[name], read_json(f"history-{name}.json"),
                        predictions.load_predictions(book_artifact(prediction_file, folder=folder)))
+
+
+def chosen_cell_targets(study: dict, dataset: str, sequence: str) -> str:
+    """How a run that trains on ``sequence`` of ``dataset`` teaches touching cells (``TrainConfig.cell_targets``).
+
+    The way that ``scripts/border_class_study.py`` chose on the tuning frames of
+    that same sequence (``study``: its artifact ``border_class_study.json``,
+    read), so the sequence a run is scored on plays no part; "gap" (the
+    paper's) where the study made no choice for it. The one rule for the
+    recorded runs (``scripts/record_cpu_runs.py``) and chapter 8's GPU cell.
+    """
+    return study.get(dataset, {}).get(sequence, {}).get("chosen") or "gap"
 
 
 def read_history(history) -> dict[str, list[float]]:
