@@ -155,12 +155,22 @@ def _field_factors(coarse: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
+def _thin_product(a: np.ndarray, b: np.ndarray, dtype=np.float32, out=None) -> np.ndarray:
+    """``a @ b`` in ``dtype`` for a thin (H, k) @ (k, W) product, k a few.
+
+    einsum, not @: such a product is slow in a multithreaded BLAS. The factors
+    are made contiguous first (a reversed view makes einsum ten times slower);
+    they are tiny, so copying them costs nothing.
+    """
+    return np.einsum("hk,kw->hw", np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype), out=out)
+
+
 def _spread(coarse: np.ndarray, shape, dtype) -> np.ndarray:
     """The coarse (2, grid, grid) displacements interpolated to every pixel: the field (2, H, W)."""
     rows, cols = _field_factors(coarse, shape)
     result = np.empty((2, *shape), dtype)
-    for k in range(2):  # (einsum, not @: an (H, 3) @ (3, W) product is slow in a multithreaded BLAS)
-        np.einsum("hk,kw->hw", rows.astype(dtype), cols[k].astype(dtype), out=result[k])
+    for k in range(2):
+        _thin_product(rows, cols[k], dtype, out=result[k])
     return result
 
 
@@ -192,18 +202,15 @@ def elastic_deform(image, labels, grid: int = 3, sigma: float = 10.0, rng=None, 
     method = _check_method(method)
     field = displacement_field(labels.shape, grid, sigma, rng, np.float32 if method == "opencv" else np.float64)
     if method == "opencv":
-        from .augment_opencv import remap_sample
+        from .augment_opencv import remap_sample  # noqa: PLC0415 (cv2 loads only when used)
 
         return remap_sample(image, labels, weights, field)
     return _warp_reference(image, labels, weights, field)
 
 
-def _positions(field: np.ndarray, *, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) (H, W) float32 positions to read, (y + dy, x + dx): the displacement field added to the pixel grid.
-
-    ``in_place``: add the grid to a float32 ``field`` itself (one pass, no new arrays).
-    """
-    dy, dx = field.astype(np.float32, copy=not in_place)
+def _positions(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) (H, W) float32 positions to read, (y + dy, x + dx): the field added to the pixel grid."""
+    dy, dx = field.astype(np.float32)
     height, width = dy.shape
     dy += np.arange(height, dtype=np.float32)[:, None]
     dx += np.arange(width, dtype=np.float32)[None, :]
@@ -308,7 +315,7 @@ def augment_sample(
         quarter_turns = int(rng.integers(4)) if height == width else 2 * int(rng.integers(2))
 
     if coarse is not None and method == "opencv":
-        from .augment_opencv import oriented_positions, warp_at
+        from .augment_opencv import oriented_positions, warp_at  # noqa: PLC0415 (cv2 loads only when used)
 
         # Output pixel (y, x) reads the input at the positions in the maps; flipping or rotating the maps
         # flips or rotates the result, and the labels' maps are the maps' centre: one warp, no copies.

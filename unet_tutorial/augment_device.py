@@ -131,6 +131,12 @@ def _check_images(images):
     return images
 
 
+def _centre(array, border: int):
+    """(B, H, W, ...) without ``border`` pixels on each side of H and W."""
+    height, width = array.shape[1], array.shape[2]
+    return array[:, border : height - border, border : width - border]
+
+
 def _sample(images, labels, weights, rows, cols, label_border: int = 0):
     """Image bicubic (clipped to each sample's input range), labels and weights nearest, at (rows, cols).
 
@@ -140,10 +146,7 @@ def _sample(images, labels, weights, rows, cols, label_border: int = 0):
     low = ops.min(floats, axis=(1, 2, 3), keepdims=True)
     high = ops.max(floats, axis=(1, 2, 3), keepdims=True)
     out = ops.minimum(ops.maximum(_bicubic(floats, rows, cols), low), high)  # the cubic overshoots: clip
-    if label_border:
-        height, width = rows.shape[1], rows.shape[2]
-        centre = (slice(None), slice(label_border, height - label_border), slice(label_border, width - label_border))
-        rows, cols = rows[centre], cols[centre]
+    rows, cols = _centre(rows, label_border), _centre(cols, label_border)
     out_labels = _nearest(ops.convert_to_tensor(labels), rows, cols)
     out_weights = None if weights is None else _nearest(ops.convert_to_tensor(weights), rows, cols)
     return out, out_labels, out_weights
@@ -177,6 +180,8 @@ def augment_batch(images, labels, weights=None, seed=None, *, elastic: bool = Tr
     if isinstance(seed, int) or seed is None:
         seed = keras.random.SeedGenerator(seed)
     height, width = images.shape[1], images.shape[2]
+    if not 0 <= label_border < min(height, width) / 2:
+        raise ValueError(f"label_border must leave labels to return: got {label_border} for {height}x{width} tiles.")
     batch = ops.shape(images)[0]
     rows, cols = _positions((height, width), batch)
     if elastic:
@@ -186,8 +191,6 @@ def augment_batch(images, labels, weights=None, seed=None, *, elastic: bool = Tr
         field = ops.einsum("hi,bcij,wj->bchw", row_matrix, coarse, col_matrix)  # (B, 2, H, W)
         rows, cols = rows + field[:, 0], cols + field[:, 1]
     rows, cols = _dihedral(rows, cols, seed, flip=flip, rotate=rotate)
-    if not 0 <= label_border < min(height, width) / 2:
-        raise ValueError(f"label_border must leave labels to return: got {label_border} for {height}x{width} tiles.")
     out, out_labels, out_weights = _sample(images, labels, weights, rows, cols, label_border)
     if intensity:
         factor = keras.random.uniform((batch, 1, 1, 1), 1.0 - contrast, 1.0 + contrast, seed=seed)
@@ -221,8 +224,7 @@ class DeviceAugment(keras.layers.Layer):
         images, labels, weights = inputs
         a, border = self.augmentation, self.label_border
         if not a.enabled:
-            centre = (slice(None), slice(border, labels.shape[1] - border), slice(border, labels.shape[2] - border))
-            return [images, labels[centre], weights[centre]]
+            return [images, _centre(labels, border), _centre(weights, border)]
         return list(augment_batch(images, labels, weights, self.seed_generator, elastic=a.elastic, flip=a.flip,
                                   rotate=a.rotate, intensity=a.intensity, grid=a.elastic_grid,
                                   sigma=a.elastic_sigma, label_border=border))

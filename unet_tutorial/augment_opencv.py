@@ -26,7 +26,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .augment import _field_factors, _positions
+from .augment import _field_factors, _positions, _thin_product
 
 __all__ = ["oriented_positions", "remap_sample", "warp_at"]
 
@@ -82,16 +82,6 @@ def _turn(factors, flips, quarter_turns):
     return a, b
 
 
-def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` in float32 for a thin (H, k) @ (k, W) product.
-
-    einsum, not @: such a product is slow in a multithreaded BLAS. The factors
-    are made contiguous first (a reversed view makes einsum ten times slower);
-    they are tiny, so copying them costs nothing.
-    """
-    return np.einsum("hk,kw->hw", np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32))
-
-
 def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int = 0):
     """Positions to read (rows, cols), each (H, W) float32, flipped and rotated: the maps of :func:`warp_at`.
 
@@ -113,7 +103,7 @@ def oriented_positions(coarse: np.ndarray, shape, flips=(), quarter_turns: int =
         (np.column_stack([rows_factor, along_rows]), np.vstack([cols_factors[0], ones_cols])),
         (np.column_stack([rows_factor, ones_rows]), np.vstack([cols_factors[1], along_cols])),
     ]
-    return tuple(_product(*_turn(factors, flips, quarter_turns)) for factors in products)
+    return tuple(_thin_product(*_turn(factors, flips, quarter_turns)) for factors in products)
 
 
 def warp_at(image: np.ndarray, labels: np.ndarray, weights, positions, *, label_border: int = 0):

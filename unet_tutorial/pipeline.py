@@ -290,11 +290,8 @@ class SegmentationDataset(keras.utils.PyDataset):
         Returns (x (T, T, C) float32, y (t, t) int32, w (t, t) float32); augmented
         with ``rng`` (a numpy Generator) when given.
         """
-        image, label, weight = self._padded[i]
-        T, b, t = self.tile_size, self.border, self.output_size
-        x = image[row : row + T, col : col + T]
-        y = label[row : row + T, col : col + T]
-        w = weight[row : row + T, col : col + T]
+        b, t = self.border, self.output_size
+        x, y, w = self.window(i, row, col)
         if rng is not None:  # labels and weights come back as the output region (only that is warped)
             x, y, w = augment_sample(x, y, w, rng, label_border=b, **self.augmentation.sample_options())
         else:
