@@ -18,7 +18,6 @@ and an interrupted row continues from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import shutil
@@ -39,11 +38,14 @@ ROWS = {
     "no batch norm": dict(batch_norm=False),
     "SGD momentum 0.99 (paper)": dict(optimizer="sgd", learning_rate=0.01, momentum=0.99),
     "constant learning rate": dict(lr_schedule="constant"),
+    "AdamW": dict(optimizer="adamw"),
+    "one-cycle, peak 3e-3": dict(lr_schedule="one-cycle", learning_rate=3e-3),
     "width 8": dict(base_filters=8),
     "width 32": dict(base_filters=32),
     "depth 5": dict(depth=5),
     "tile 256, batch 2": dict(tile_size=256, batch_size=2),
     "no border term (w0 0)": dict(w0=0.0),
+    "narrow border term (sigma 3)": dict(sigma=3.0),
     "no elastic deformation": dict(elastic=False),
 }
 TTA_ROWS = ("base",)  # also scored with the 8 flips and rotations (no extra training)
@@ -67,29 +69,21 @@ def row_folder(name: str) -> str:
     return name.split(" (")[0].replace(" ", "-").replace(",", "")
 
 
-def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, seconds_per_epoch=None) -> dict:
-    from unet_tutorial.budget import epochs_for_budget, seconds_per_step
+def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, step_s=None) -> dict:
+    from unet_tutorial.budget import planned_here
     from unet_tutorial.config import TrainConfig
     from unet_tutorial.train import train
 
     run_dir = out / row_folder(name)
-    settings = {**BASE, **overrides, "output_dir": str(run_dir)}
-    if seconds_per_epoch is None:
-        # Plan the epochs so that training fills the budget; the time budget stops a row that runs over.
-        step_s = seconds_per_step(TrainConfig(**settings, epochs=1))
-        epochs = epochs_for_budget(TrainConfig(**settings), minutes, step_s)
-    else:  # planned from the epochs of an earlier attempt (a probe on a busy machine can be far off)
-        step_s = seconds_per_epoch / STEPS_PER_EPOCH
-        epochs = max(1, round(minutes * 60 / seconds_per_epoch))
-    config = TrainConfig(**settings, epochs=epochs, time_budget_s=minutes * 60)
+    # The epochs that fill the budget at a step timed here (or at ``step_s``, measured by an earlier attempt:
+    # a probe on a busy machine can be far off); the time budget stops a row that runs over.
+    config, step_s = planned_here(TrainConfig(**BASE, **overrides, output_dir=str(run_dir)), minutes, step_s)
     resume = (run_dir / "state.json").is_file()
-    if resume:  # the planned length is the saved one
-        config = dataclasses.replace(config, epochs=json.loads((run_dir / "state.json").read_text())["config"]["epochs"])
     history = train(config, resume=resume, verbose=2)
     row = {
         "row": name,
         "changes": overrides,
-        "seconds_per_step": round(step_s, 4),
+        "seconds_per_step": round(step_s, 4) if step_s else None,  # None: a row resumed from before plans were kept
         "steps": int(history["epoch"][-1]) * STEPS_PER_EPOCH,
         "cpu_minutes": round(history["elapsed_seconds"][-1] / 60, 2),
         "tuning_pixel_error_per_epoch": history["val_pixel_error"],
@@ -126,7 +120,7 @@ def main(argv=None) -> int:
     }
     measured = {}
     for row in [row for row in table["rows"] if row["row"] in args.redo]:
-        measured[row["row"]] = row["cpu_minutes"] * 60 / (row["steps"] / STEPS_PER_EPOCH)
+        measured[row["row"]] = row["cpu_minutes"] * 60 / row["steps"]
         table["rows"].remove(row)
         shutil.rmtree(out / row_folder(row["row"]), ignore_errors=True)
     done = {row["row"] for row in table["rows"]}

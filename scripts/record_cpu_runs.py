@@ -21,7 +21,6 @@ resume); a finished run trains no more and is scored again.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -69,25 +68,11 @@ def run_config(name: str, runs: pathlib.Path):
 
 
 def planned_run(name: str, runs: pathlib.Path):
-    """(config with the epochs that fill the budget on this machine, measured seconds a step).
+    """(config with the epochs that fill the budget on this machine, measured seconds a step): ``budget.planned_here``."""
+    from unet_tutorial.budget import planned_here
 
-    A new run measures a step here first (``budget.seconds_per_step``) and
-    keeps the plan in ``plan.json`` in its folder; a resumed run reads it back,
-    so it keeps the epochs its cosine schedule runs over.
-    """
-    from unet_tutorial.budget import planned, seconds_per_step
-    from unet_tutorial.files import write_json_atomic
-
-    config = run_config(name, runs)
-    plan = pathlib.Path(config.output_dir) / "plan.json"
-    if plan.is_file():
-        saved = json.loads(plan.read_text())
-        return dataclasses.replace(config, epochs=saved["epochs"]), saved["seconds_per_step"]
-    step_seconds = round(seconds_per_step(config), 4)
-    config = planned(config, RUNS[name][2], step_seconds)
-    plan.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(plan, {"seconds_per_step": step_seconds, "epochs": config.epochs})
-    print(f"   {name}: {step_seconds:.3f} s a step here, {config.epochs} epochs planned", flush=True)
+    config, step_seconds = planned_here(run_config(name, runs), RUNS[name][2])
+    print(f"   {name}: {step_seconds} s a step here, {config.epochs} epochs planned", flush=True)
     return config, step_seconds
 
 

@@ -33,17 +33,17 @@ DATASETS = ("DIC-C2DH-HeLa", "PhC-C2DH-U373")
 SEQUENCE = "01"  # trained on (but for its tuning frames); the other sequence is held out
 FOLDS, TUNING_FOLD = 3, 2  # the last third of the training sequence's annotated frames is the tuning set
 SEED_THRESHOLDS = (None, 0.6, 0.7, 0.8, 0.9, 0.95)  # None: plain components of P(cell) > 0.5
-PRESET, PRESET_MINUTES = "cpu", 90.0
+PRESET = "cpu"
 
 
 def study_config(dataset: str, minutes: float, runs: pathlib.Path):
+    """The study's run, its epochs planned to fill ``minutes`` here (``budget.planned_here``)."""
+    from unet_tutorial.budget import planned_here
     from unet_tutorial.config import TrainConfig
 
-    preset = TrainConfig.preset(PRESET)
-    epochs = max(1, round(preset.epochs * minutes / PRESET_MINUTES))  # the cosine schedule ends with the budget
-    return TrainConfig.preset(PRESET, dataset=dataset, sequence=SEQUENCE, validation_folds=FOLDS,
-                              validation_fold=TUNING_FOLD, epochs=epochs, time_budget_s=minutes * 60,
-                              output_dir=str(runs / f"seed-study-{dataset}"))
+    config = TrainConfig.preset(PRESET, dataset=dataset, sequence=SEQUENCE, validation_folds=FOLDS,
+                                validation_fold=TUNING_FOLD, output_dir=str(runs / f"seed-study-{dataset}"))
+    return planned_here(config, minutes)[0]  # the cosine schedule ends with the budget
 
 
 def predict_cells(model, config, data, indices) -> np.ndarray:

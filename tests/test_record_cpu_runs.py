@@ -54,6 +54,24 @@ def test_a_run_is_planned_from_the_measured_step_and_a_resumed_run_keeps_its_pla
         budget.epochs_for_budget(config, 30.0, 0.0)
 
 
+def test_planned_here_takes_a_given_step_time_and_keeps_the_epochs_of_a_run_started_without_a_plan(tmp_path,
+                                                                                                  monkeypatch):
+    import json
+
+    from unet_tutorial import budget
+    from unet_tutorial.config import TrainConfig
+
+    monkeypatch.setattr(budget, "seconds_per_step", lambda config: pytest.fail("a given step time must not be re-measured"))
+    config = TrainConfig.preset("cpu", output_dir=str(tmp_path / "given"))
+    planned, step_seconds = budget.planned_here(config, 5.0, 0.15)
+    assert (step_seconds, planned.epochs, planned.time_budget_s) == (0.15, 39, 300.0)  # 300 / (1.03 * 0.15 * 50)
+    assert json.loads((tmp_path / "given" / "plan.json").read_text()) == {"seconds_per_step": 0.15, "epochs": 39}
+    old = tmp_path / "old"  # a run started before plans were kept: its state.json holds its epochs
+    old.mkdir()
+    (old / "state.json").write_text(json.dumps({"config": {"epochs": 7}}))
+    assert budget.planned_here(TrainConfig.preset("cpu", output_dir=str(old)), 5.0)[0].epochs == 7
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["isbi2012", "PhC-C2DH-U373-02"])

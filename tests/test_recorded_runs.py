@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import json
@@ -73,6 +74,31 @@ def test_the_seed_study_chose_on_tuning_frames_and_scored_the_other_sequence():
         assert result["chosen_seed_threshold"] == best, f"{dataset}: the choice is not the tuning frames' best"
         assert [row["seed_threshold"] for row in held_out["rows"]] == list(dict.fromkeys([None, best])), dataset
         assert result["provenance"]["hardware"].startswith("CPU, 2 cores"), dataset
+
+
+def test_ranked_recipes_puts_the_lowest_tuning_rand_error_first_and_breaks_ties_by_pixel_error():
+    def row(name, rand, pixel, held_out_rand=0.0):
+        return {"row": name, "tuning": {"rand_error": rand, "pixel_error": pixel}, "held_out": {"rand_error": held_out_rand}}
+
+    study = {"rows": [row("a", 0.3, 0.05), row("b", 0.1, 0.09, held_out_rand=0.9), row("c", 0.1, 0.08), row("d", 0.2, 0.01)]}
+    assert [row["row"] for row in book.ranked_recipes(study)] == ["c", "b", "d", "a"]
+
+
+def test_the_recipe_study_chose_the_cpu_preset_on_the_tuning_block():
+    from unet_tutorial.config import PRESETS
+
+    study = json.loads((ARTIFACTS / "recipe_study.json").read_text(encoding="utf-8"))
+    base = study["provenance"]["base"]
+    assert base["tuning_block"] and (base["validation_folds"], base["validation_fold"]) == (5, 0)
+    assert study["provenance"]["hardware"].startswith("CPU, 2 cores")
+    for row in study["rows"]:
+        assert 0 < row["steps"] and row["cpu_minutes"] <= study["provenance"]["minutes_per_row"] + 1.0, row["row"]
+        assert row["tuning"]["n_slices"] == 6, row["row"]
+    best = {**base, **book.ranked_recipes(study)[0]["changes"]}
+    study_only = ("dataset", "validation_folds", "validation_fold", "tuning_block", "steps_per_epoch")
+    preset = dataclasses.asdict(PRESETS["cpu"])
+    assert {key: preset[key] for key in best if key not in study_only} == {
+        key: value for key, value in best.items() if key not in study_only}
 
 
 def page_text(built_book, language: str, chapter: str) -> str:

@@ -268,3 +268,42 @@ def test_border_class_targets_need_instance_masks():
         TrainConfig(dataset="isbi2012", cell_targets="border-class")
     with pytest.raises(ValueError, match="TrainConfig.cell_targets must be one of"):
         TrainConfig(dataset="circles", cell_targets="rings")
+
+
+def _rate(schedule, step):
+    return float(schedule(step)) if callable(schedule) else float(schedule)
+
+
+@pytest.mark.parametrize("name", ["constant", "cosine", "one-cycle"])
+def test_learning_rate_schedules_have_their_shapes(name):
+    from unet_tutorial.train import learning_rate_schedule
+
+    config = TrainConfig(learning_rate=1e-3, lr_schedule=name, epochs=10, steps_per_epoch=10)  # 100 steps
+    rates = [_rate(learning_rate_schedule(config), step) for step in range(101)]
+    if name == "constant":
+        assert rates == pytest.approx([1e-3] * 101)
+        return
+    assert rates[-1] == pytest.approx(1e-5, rel=1e-3)  # both end at 1 % of the rate
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(rates[30:], rates[31:]))  # decays after the peak
+    if name == "cosine":
+        assert rates[0] == pytest.approx(1e-3)
+        assert rates[50] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5), rel=1e-3)  # half-way down the cosine
+    else:  # a linear rise from 1/25 of the peak over the first 30 steps, then the cosine decay
+        assert rates[0] == pytest.approx(1e-3 / 25)
+        assert rates[15] == pytest.approx((1e-3 / 25 + 1e-3) / 2, rel=1e-3)
+        assert max(rates) == pytest.approx(1e-3) and rates.index(max(rates)) == 30
+        assert rates[65] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5), rel=1e-3)
+
+
+def test_adamw_decays_the_weights_and_adam_does_not(tmp_path):
+    from unet_tutorial.train import _build_and_compile
+
+    for name, decay in [("adam", None), ("adamw", 0.004)]:
+        model = _build_and_compile(_tiny(tmp_path, optimizer=name), channels=1)
+        assert type(model.optimizer).__name__.lower() == name
+        assert model.optimizer.weight_decay == decay
+
+
+def test_a_one_cycle_adamw_run_learns(tmp_path):
+    history = train(_tiny(tmp_path, optimizer="adamw", lr_schedule="one-cycle"), verbose=0)
+    assert history["loss"][-1] < 0.8 * history["loss"][0]

@@ -23,7 +23,7 @@ import numpy as np
 from . import predictions
 
 __all__ = ["ARTIFACT_SHA256", "REPOSITORY_BRANCH", "REPOSITORY_URL", "RecordedRun", "artifact_hashes", "book_artifact",
-           "chosen_cell_targets", "load_predictions", "raw_url", "read_history", "recorded_cpu_run"]
+           "chosen_cell_targets", "load_predictions", "ranked_recipes", "raw_url", "read_history", "recorded_cpu_run"]
 
 REPOSITORY_URL = "https://github.com/unet-tutorial/unet-tutorial"
 REPOSITORY_BRANCH = "main"
@@ -143,6 +143,18 @@ def chosen_cell_targets(study: dict, dataset: str, sequence: str) -> str:
     recorded runs (``scripts/record_cpu_runs.py``) and chapter 8's GPU cell.
     """
     return study.get(dataset, {}).get(sequence, {}).get("chosen") or "gap"
+
+
+def ranked_recipes(study: dict) -> list[dict]:
+    """The rows of the recipe study, best first.
+
+    ``study``: the artifact of ``scripts/recipe_study.py`` (``recipe_study.json``,
+    read). Rows are ranked by the tuning block's Rand error (1 - V_rand, the score
+    that the challenge ranks by), ties by its pixel error: figures on slices 6-11
+    inside the training data, so the held-out slices 0-5 play no part. The one
+    rule for the preset the study chooses and for the rows it checks at full length.
+    """
+    return sorted(study["rows"], key=lambda row: (row["tuning"]["rand_error"], row["tuning"]["pixel_error"]))
 
 
 def read_history(history) -> dict[str, list[float]]:

@@ -30,8 +30,8 @@ __all__ = ["TileConfig", "AugmentConfig", "WeightMapConfig", "TrainConfig", "PRE
 
 SYNTHETIC_DATASET = "circles"  # synthetic cells, for tests and quick checks
 FOLDERS_DATASET = "folders"  # a user's own images and masks (TrainConfig.images / .masks; folders.py)
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine", "one-cycle")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
 DISTRIBUTIONS = ("none", "data-parallel")  # distribute.py holds the engines
@@ -195,10 +195,12 @@ class TrainConfig:
     upconv_init: str = "he_normal"  # "paper": std sqrt(2/N) for the up-convolutions (Sec. 3); see model.py
     tile_size: int = 572  # input tile T (paper: 572 -> 388 output)
     # -- optimiser
-    optimizer: str = "sgd"  # "sgd" (paper) or "adam"
+    optimizer: str = "sgd"  # "sgd" (paper), "adam", or "adamw" (Adam with decoupled weight decay, Keras default 0.004)
     learning_rate: float = 0.01  # see PRESETS for the source of each value
     momentum: float = 0.99  # SGD momentum (paper: 0.99, "a high momentum")
-    lr_schedule: str = "constant"  # "constant" (paper) or "cosine": decay to 1 % over epochs x steps_per_epoch
+    # "constant" (paper); "cosine": decay to 1 % over epochs x steps_per_epoch; "one-cycle": rise from 1/25 of
+    # learning_rate to it over the first 30 % of the steps, then the cosine decay (train.learning_rate_schedule)
+    lr_schedule: str = "constant"
     # -- schedule
     batch_size: int = 1  # tiles per step (paper: 1 large tile)
     epochs: int = 50  # total epochs, also after a resume

@@ -160,6 +160,27 @@ def _load_checkpoint(path: pathlib.Path) -> keras.Model:
 # ----------------------------------------------------------------------------- training
 
 
+ONE_CYCLE_WARMUP = 0.3  # share of the steps that the one-cycle schedule rises (PyTorch OneCycleLR's pct_start)
+ONE_CYCLE_START = 1 / 25  # where it starts, as a share of the peak (OneCycleLR's div_factor 25)
+
+
+def learning_rate_schedule(config: TrainConfig):
+    """The learning rate of ``config.lr_schedule``: a number, or a Keras schedule of the step.
+
+    A schedule is saved with the optimizer, so a resumed run goes on along the same curve.
+    Both decays end at 1 % of ``config.learning_rate`` after ``epochs x steps_per_epoch`` steps.
+    """
+    steps = config.epochs * config.steps_per_epoch
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
+    if config.lr_schedule == "one-cycle":  # Smith & Topin (2019): a linear rise, then the cosine decay
+        warmup_steps = max(1, round(ONE_CYCLE_WARMUP * steps))
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate * ONE_CYCLE_START, decay_steps=max(1, steps - warmup_steps), alpha=0.01,
+            warmup_target=config.learning_rate, warmup_steps=warmup_steps)
+    return config.learning_rate
+
+
 def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2, on_device: bool = False
                        ) -> keras.Model:
     """The U-Net, compiled; ``on_device``: inside ``augment_device.augmenting_model``, which holds the loss."""
@@ -180,12 +201,11 @@ def _build_and_compile(config: TrainConfig, channels: int, n_classes: int = 2, o
             model = augmenting_model(model, config.tiles, config.augmentation, seed=config.seed)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":  # saved with the optimizer: a resumed run goes on along the same curve
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * config.steps_per_epoch, alpha=0.01)
+    learning_rate = learning_rate_schedule(config)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
+    elif config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate)
     else:
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     jit = {"auto": "auto", "true": True, "false": False}[config.jit_compile]
