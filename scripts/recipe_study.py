@@ -77,7 +77,7 @@ def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, step_
     run_dir = out / row_folder(name)
     # The epochs that fill the budget at a step timed here (or at ``step_s``, measured by an earlier attempt:
     # a probe on a busy machine can be far off); the time budget stops a row that runs over.
-    config, step_s = planned_here(TrainConfig(**BASE, **overrides, output_dir=str(run_dir)), minutes, step_s)
+    config, step_s = planned_here(TrainConfig(**{**BASE, **overrides}, output_dir=str(run_dir)), minutes, step_s)
     resume = (run_dir / "state.json").is_file()
     history = train(config, resume=resume, verbose=2)
     row = {

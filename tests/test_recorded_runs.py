@@ -149,6 +149,26 @@ def test_chapter_7_prints_the_recorded_isbi_run_and_no_stand_in_numbers(built_bo
 
 @pytest.mark.book
 @pytest.mark.slow
+def test_chapter_7_prints_the_recipe_study_best_first(built_book):
+    study = json.loads((ARTIFACTS / "recipe_study.json").read_text(encoding="utf-8"))
+    ranked = book.ranked_recipes(study)
+    base = next(row for row in ranked if row["row"] == "base")
+    for language in ("ko", "en"):
+        text = html.unescape(page_text(built_book, language, "07_gpu_training"))
+        # the table's rows in the ranked order, each with its steps and tuning Rand error
+        positions = [text.find(f" {row['row']} {row['steps']} ") for row in ranked]
+        assert -1 not in positions, f"{language}/07: a study row is missing from the table"
+        assert positions == sorted(positions), f"{language}/07: the study table is not in the ranked order"
+        for row in ranked:
+            assert f"{row['tuning']['rand_error']:.4f}" in text, f"{language}/07: {row['row']}'s Rand error"
+        for figure in (f"{base['tuning']['pixel_error']:.4f}", f"{base['tuning_tta']['pixel_error']:.4f}"):
+            assert figure in text, f"{language}/07: the base row's test-time augmentation figure {figure}"
+    english = html.unescape(page_text(built_book, "en", "07_gpu_training"))
+    assert f"The best row is {ranked[0]['row']}, the second {ranked[1]['row']}." in english
+
+
+@pytest.mark.book
+@pytest.mark.slow
 def test_chapter_8_prints_the_recorded_cell_tracking_runs(built_book):
     if not CTC_RUNS:
         pytest.skip("no cell tracking run recorded yet")
