@@ -13,6 +13,11 @@ written atomically); run the script again to resume: finished rows are skipped
 and an interrupted row continues from its last checkpoint.
 
     nohup python scripts/recipe_study.py --out runs/study > runs/study.log 2>&1 &
+
+Whether the short rows rank the recipes as a long run would: ``--check-top-of``
+trains the two best rows of a finished study (``book.ranked_recipes``) again at
+full length, e.g. ``--check-top-of runs/study/study.json --minutes 90 --out
+runs/study-long``.
 """
 
 from __future__ import annotations
@@ -102,7 +107,15 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", nargs="*", default=None, help="only these rows (default: all)")
     parser.add_argument("--redo", nargs="*", default=(), help="run these finished rows again, planned from the "
                         "epoch time they measured (for rows that a busy machine planned too short)")
+    parser.add_argument("--check-top-of", default=None, help="a finished study.json: train its two best rows "
+                        "(book.ranked_recipes) with this run's --minutes")
     args = parser.parse_args(argv)
+    rows = args.rows
+    if args.check_top_of:
+        from unet_tutorial.book import ranked_recipes
+
+        short = json.loads(pathlib.Path(args.check_top_of).read_text())
+        rows = [row["row"] for row in ranked_recipes(short)[:2]]
 
     from unet_tutorial.files import write_json_atomic
     from unet_tutorial.provenance import cpu_script_run
@@ -115,6 +128,7 @@ def main(argv=None) -> int:
             minutes_per_row=args.minutes,
             scored_on="ISBI-2012 tuning block, slices 6-11 (held-out slices 0-5 not used)",
             base=BASE,
+            **({"checks_top_two_of": args.check_top_of} if args.check_top_of else {}),
         ),
         "rows": [],
     }
@@ -125,7 +139,7 @@ def main(argv=None) -> int:
         shutil.rmtree(out / row_folder(row["row"]), ignore_errors=True)
     done = {row["row"] for row in table["rows"]}
     for name, overrides in ROWS.items():
-        if name in done or (args.rows and name not in args.rows):
+        if name in done or (rows and name not in rows):
             continue
         print(f"== {name}: {overrides}", flush=True)
         row = run_row(name, overrides, args.minutes, out, measured.get(name))

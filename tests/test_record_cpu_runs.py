@@ -122,36 +122,45 @@ def test_a_run_teaches_touching_cells_the_way_its_own_training_sequence_chose(re
     assert record_script.cell_targets("PhC-C2DH-U373", "01", study) == "gap"
 
 
-def test_the_recipe_study_plans_each_row_skips_finished_ones_and_redoes_at_the_measured_step(repo_root, tmp_path,
-                                                                                             monkeypatch):
+def test_the_recipe_study_plans_each_row_skips_finished_ones_redoes_and_checks_its_top_two(repo_root, tmp_path,
+                                                                                            monkeypatch):
     from unet_tutorial import budget
 
     spec = importlib.util.spec_from_file_location("recipe_study", repo_root / "scripts" / "recipe_study.py")
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
-    # two rows of a tiny network on synthetic circles (the study's own base trains ISBI for minutes)
+    # three rows of a tiny network on synthetic circles (the study's own base trains ISBI for minutes)
     monkeypatch.setattr(study, "BASE", dict(dataset="circles", validation_folds=3, validation_fold=0, tuning_block=True,
                                             depth=2, base_filters=4, tile_size=60, padding="valid", batch_size=2,
                                             optimizer="adam", learning_rate=1e-3, lr_schedule="cosine",
                                             elastic=False, steps_per_epoch=2))
     monkeypatch.setattr(study, "STEPS_PER_EPOCH", 2)
-    monkeypatch.setattr(study, "ROWS", {"base": {}, "one-cycle": dict(lr_schedule="one-cycle")})
+    monkeypatch.setattr(study, "ROWS", {"base": {}, "one-cycle": dict(lr_schedule="one-cycle"),
+                                        "constant": dict(lr_schedule="constant")})
     monkeypatch.setattr(study, "TTA_ROWS", ())
-    monkeypatch.setattr(study, "score_tuning_block", lambda run_dir, tta: dict(pixel_error=0.1, rand_error=0.2,
-                                                                                   warping_error=0.01))
+    rand = {"base": 0.3, "one-cycle": 0.1, "constant": 0.2}
+    monkeypatch.setattr(study, "score_tuning_block", lambda run_dir, tta: dict(
+        pixel_error=0.1, rand_error=rand[run_dir.name], warping_error=0.01))
     measured = []
     monkeypatch.setattr(budget, "seconds_per_step", lambda config: measured.append(config.lr_schedule) or 0.3)
     out = tmp_path / "study"
     assert study.main(["--out", str(out), "--minutes", "0.1"]) == 0  # 6 s at 0.3 s a step: 6 / (1.03 * 0.3 * 2) -> 10 epochs
     table = json.loads((out / "study.json").read_text())
-    assert [row["row"] for row in table["rows"]] == ["base", "one-cycle"] and measured == ["cosine", "one-cycle"]
-    assert {row["seconds_per_step"] for row in table["rows"]} == {0.3}
+    assert [row["row"] for row in table["rows"]] == ["base", "one-cycle", "constant"]
+    assert measured == ["cosine", "one-cycle", "constant"] and {row["seconds_per_step"] for row in table["rows"]} == {0.3}
     assert all(0 < row["steps"] <= 20 and row["steps"] % 2 == 0 for row in table["rows"])
     assert json.loads((out / "one-cycle" / "plan.json").read_text()) == {"seconds_per_step": 0.3, "epochs": 10}
     assert study.main(["--out", str(out), "--minutes", "0.1"]) == 0  # finished rows are not trained again
-    assert len(measured) == 2 and len(json.loads((out / "study.json").read_text())["rows"]) == 2
+    assert len(measured) == 3 and len(json.loads((out / "study.json").read_text())["rows"]) == 3
     base = table["rows"][0]
     study.main(["--out", str(out), "--minutes", "0.1", "--redo", "base"])  # planned from what the row measured
     redone = {row["row"]: row for row in json.loads((out / "study.json").read_text())["rows"]}["base"]
-    assert len(measured) == 2
+    assert len(measured) == 3
     assert redone["seconds_per_step"] == pytest.approx(base["cpu_minutes"] * 60 / base["steps"], abs=1e-4)
+    # the check trains the two rows with the lowest tuning Rand error again, at its own length
+    long = tmp_path / "long"
+    study.main(["--out", str(long), "--minutes", "0.2", "--check-top-of", str(out / "study.json")])
+    checked = json.loads((long / "study.json").read_text())
+    assert [row["row"] for row in checked["rows"]] == ["one-cycle", "constant"]
+    assert checked["provenance"]["minutes_per_row"] == 0.2
+    assert checked["provenance"]["checks_top_two_of"] == str(out / "study.json")
