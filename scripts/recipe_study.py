@@ -77,6 +77,7 @@ def row_folder(name: str) -> str:
 def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, step_s=None) -> dict:
     from unet_tutorial.budget import planned_here
     from unet_tutorial.config import TrainConfig
+    from unet_tutorial.provenance import source
     from unet_tutorial.train import train
 
     run_dir = out / row_folder(name)
@@ -88,6 +89,7 @@ def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, step_
     row = {
         "row": name,
         "changes": overrides,
+        "commit": source()["commit"],  # rows added to a study later may come from a later commit than its provenance
         "seconds_per_step": round(step_s, 4) if step_s else None,  # None: a row resumed from before plans were kept
         "steps": int(history["epoch"][-1]) * STEPS_PER_EPOCH,
         "cpu_minutes": round(history["elapsed_seconds"][-1] / 60, 2),

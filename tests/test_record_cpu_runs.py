@@ -149,6 +149,7 @@ def test_the_recipe_study_plans_each_row_skips_finished_ones_redoes_and_checks_i
     assert [row["row"] for row in table["rows"]] == ["base", "one-cycle", "constant"]
     assert measured == ["cosine", "one-cycle", "constant"] and {row["seconds_per_step"] for row in table["rows"]} == {0.3}
     assert all(0 < row["steps"] <= 20 and row["steps"] % 2 == 0 for row in table["rows"])
+    assert {row["commit"] for row in table["rows"]} == {table["provenance"]["commit"]}
     assert json.loads((out / "one-cycle" / "plan.json").read_text()) == {"seconds_per_step": 0.3, "epochs": 10}
     assert study.main(["--out", str(out), "--minutes", "0.1"]) == 0  # finished rows are not trained again
     assert len(measured) == 3 and len(json.loads((out / "study.json").read_text())["rows"]) == 3
