@@ -76,6 +76,13 @@ def test_the_seed_study_chose_on_tuning_frames_and_scored_the_other_sequence():
         assert result["provenance"]["hardware"].startswith("CPU, 2 cores"), dataset
 
 
+def test_recorded_json_reads_a_study_and_names_the_artifacts_for_an_unknown_one(tmp_path):
+    assert book.recorded_json("recipe_study.json", folder=ARTIFACTS) == json.loads(
+        (ARTIFACTS / "recipe_study.json").read_text(encoding="utf-8"))
+    with pytest.raises(ValueError, match="cpu_runs/recipe_study.json"):  # no local copy, no such file to download
+        book.recorded_json("no_such_study.json", folder=tmp_path / "cpu_runs")
+
+
 def test_ranked_recipes_puts_the_lowest_tuning_rand_error_first_and_breaks_ties_by_pixel_error():
     def row(name, rand, pixel, held_out_rand=0.0):
         return {"row": name, "tuning": {"rand_error": rand, "pixel_error": pixel}, "held_out": {"rand_error": held_out_rand}}

@@ -23,7 +23,8 @@ import numpy as np
 from . import predictions
 
 __all__ = ["ARTIFACT_SHA256", "REPOSITORY_BRANCH", "REPOSITORY_URL", "RecordedRun", "artifact_hashes", "book_artifact",
-           "chosen_cell_targets", "load_predictions", "ranked_recipes", "raw_url", "read_history", "recorded_cpu_run"]
+           "chosen_cell_targets", "load_predictions", "ranked_recipes", "raw_url", "read_history", "recorded_cpu_run",
+           "recorded_json"]
 
 REPOSITORY_URL = "https://github.com/unet-tutorial/unet-tutorial"
 REPOSITORY_BRANCH = "main"
@@ -121,16 +122,23 @@ def recorded_cpu_run(name: str, folder="../artifacts/cpu_runs") -> RecordedRun:
     Raises:
         KeyError: for a run the artifacts do not hold, naming the ones they do.
     """
-    def read_json(file):
-        return json.loads(book_artifact(file, folder=folder).read_text(encoding="utf-8"))
-
-    provenance, scores = read_json("provenance.json"), read_json("metrics.json")
+    provenance, scores = recorded_json("provenance.json", folder), recorded_json("metrics.json", folder)
     if name not in provenance or name not in scores:
         raise KeyError(f"no recorded run {name!r}; the artifacts hold {sorted(set(provenance) & set(scores))}. "
                        "Record it with scripts/record_cpu_runs.py --only NAME.")
     prediction_file = "predictions-isbi2012.npz" if name == "isbi2012" else f"predictions-{name}.npz"
-    return RecordedRun(name, provenance[name], scores[name], read_json(f"history-{name}.json"),
+    return RecordedRun(name, provenance[name], scores[name], recorded_json(f"history-{name}.json", folder),
                        predictions.load_predictions(book_artifact(prediction_file, folder=folder)))
+
+
+def recorded_json(name: str, folder="../artifacts/cpu_runs") -> dict:
+    """A JSON artifact of the recorded CPU runs, read: ``"metrics.json"``, ``"recipe_study.json"``, ...
+
+    The runs' scores and provenance, and the studies that chose their settings
+    on data inside their training sets (``scripts/recipe_study.py``,
+    ``seed_study.py``, ``border_class_study.py``), from ``book/artifacts/cpu_runs``.
+    """
+    return json.loads(book_artifact(name, folder=folder).read_text(encoding="utf-8"))
 
 
 def chosen_cell_targets(study: dict, dataset: str, sequence: str) -> str:

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["seconds_per_step", "epochs_for_budget", "planned", "planned_here", "OVERHEAD"]
+__all__ = ["seconds_per_step", "epochs_for_budget", "planned_here", "OVERHEAD"]
 
 OVERHEAD = 1.03  # a margin for the first epoch (it compiles) and for a busier machine
 
@@ -48,17 +48,11 @@ def epochs_for_budget(config, minutes: float, step_seconds: float) -> int:
     return max(1, round(minutes * 60 / (OVERHEAD * step_seconds * config.steps_per_epoch)))
 
 
-def planned(config, minutes: float, step_seconds: float):
-    """``config`` with the epochs that fill ``minutes`` and a time budget of ``minutes`` as the safety net."""
-    return dataclasses.replace(config, epochs=epochs_for_budget(config, minutes, step_seconds),
-                               time_budget_s=minutes * 60)
-
-
 def planned_here(config, minutes: float, step_seconds: float | None = None):
     """(``config`` planned to fill ``minutes`` on this machine, its seconds a step), kept in the run's folder.
 
     A new run measures a step here first (:func:`seconds_per_step`; or takes
-    ``step_seconds`` measured earlier), plans its epochs (:func:`planned`) and
+    ``step_seconds`` measured earlier), plans its epochs (:func:`epochs_for_budget`) and
     keeps the plan in ``plan.json`` in ``config.output_dir``. A resumed run
     reads the plan back (a run without one, its ``state.json``), so it keeps the
     epochs that its cosine schedule runs over: a probe on a busier machine
@@ -73,13 +67,13 @@ def planned_here(config, minutes: float, step_seconds: float | None = None):
     folder = pathlib.Path(config.output_dir)
     if (folder / "plan.json").is_file():
         saved = json.loads((folder / "plan.json").read_text())
-        return dataclasses.replace(config, epochs=saved["epochs"], time_budget_s=minutes * 60), saved["seconds_per_step"]
-    if (folder / "state.json").is_file():  # started before plans were kept
+        epochs, step_seconds = saved["epochs"], saved["seconds_per_step"]
+    elif (folder / "state.json").is_file():  # started before plans were kept
         epochs = json.loads((folder / "state.json").read_text())["config"]["epochs"]
-        return dataclasses.replace(config, epochs=epochs, time_budget_s=minutes * 60), step_seconds
-    if step_seconds is None:
-        step_seconds = round(seconds_per_step(config), 4)
-    config = planned(config, minutes, step_seconds)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / "plan.json", {"seconds_per_step": step_seconds, "epochs": config.epochs})
-    return config, step_seconds
+    else:
+        if step_seconds is None:
+            step_seconds = round(seconds_per_step(config), 4)
+        epochs = epochs_for_budget(config, minutes, step_seconds)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "plan.json", {"seconds_per_step": step_seconds, "epochs": epochs})
+    return dataclasses.replace(config, epochs=epochs, time_budget_s=minutes * 60), step_seconds
