@@ -77,7 +77,12 @@ def test_planned_here_takes_a_given_step_time_and_keeps_the_epochs_of_a_run_star
 @pytest.mark.parametrize("name", ["isbi2012", "PhC-C2DH-U373-02"])
 def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record_script, shared_data, tmp_path,
                                                                         monkeypatch, name):
+    from unet_tutorial import provenance as provenance_module
+
     monkeypatch.setattr(record_script, "planned_run", lambda name, runs: (_tiny(name, runs), None))
+    # the checkout moves on while a run trains: the provenance keeps the commit the run started from
+    commits = iter(["1" * 40, "2" * 40, "3" * 40, "4" * 40])
+    monkeypatch.setattr(provenance_module, "source", lambda: {"commit": next(commits), "uncommitted_changes": []})
     runs, out = tmp_path / "runs", tmp_path / "artifacts"
     out.mkdir()
     record_script.record(name, runs, out, tta=False)
@@ -86,6 +91,7 @@ def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record
     history = json.loads((out / f"history-{name}.json").read_text())
     assert {"command", "commit", "backend", "hardware", "training_minutes", "date", "config"} <= set(provenance)
     assert "cores" in provenance["hardware"] and provenance["resumed"] is False
+    assert provenance["commit"] == "1" * 40
     assert provenance["config"]["dataset"] == _tiny(name, runs).dataset
     assert history["epoch"] == [1] and len(history["minutes"]) == 1
     if name == "isbi2012":

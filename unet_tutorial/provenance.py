@@ -80,15 +80,17 @@ def source() -> dict:
                 "from": ".carry/source.json (written by prepare_device_run.sh)"}
 
 
-def cpu_script_run(state: dict | None = None, steps_per_epoch: int | None = None, **fields) -> dict:
+def cpu_script_run(state: dict | None = None, steps_per_epoch: int | None = None, code: dict | None = None,
+                   **fields) -> dict:
     """Provenance of a result a CPU script records (``scripts/record_cpu_runs.py``, ``recipe_study.py``, ``seed_study.py``).
 
     The command, commit, backend, hardware and date; with a training run's
     ``state`` (``state.json``) also its training minutes, epochs, steps and
-    config. ``fields`` add what only one script knows (in that order, before
-    the date).
+    config. ``code``: :func:`source` taken when the run started (default: now),
+    since the checkout may move on while a long run trains. ``fields`` add what
+    only one script knows (in that order, before the date).
     """
-    code = source()
+    code = code or source()
     run = {
         "command": shlex.join(["python", *sys.argv]),
         "commit": code["commit"],
