@@ -85,12 +85,11 @@ def run_row(name: str, overrides: dict, minutes: float, out: pathlib.Path, step_
     # a probe on a busy machine can be far off); the time budget stops a row that runs over.
     config, step_s = planned_here(TrainConfig(**{**BASE, **overrides}, output_dir=str(run_dir)), minutes, step_s)
     resume = (run_dir / "state.json").is_file()
-    commit = source()["commit"]  # before training: a row may train for longer than the checkout stays at one commit
     history = train(config, resume=resume, verbose=2)
     row = {
         "row": name,
         "changes": overrides,
-        "commit": commit,  # rows added to a study later may come from a later commit than its provenance
+        "commit": source()["commit"],  # rows added to a study later may come from a later commit than its provenance
         "seconds_per_step": round(step_s, 4) if step_s else None,  # None: a row resumed from before plans were kept
         "steps": int(history["epoch"][-1]) * STEPS_PER_EPOCH,
         "cpu_minutes": round(history["elapsed_seconds"][-1] / 60, 2),

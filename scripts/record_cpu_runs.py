@@ -113,10 +113,9 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     from unet_tutorial.evaluate import load_model
     from unet_tutorial.files import write_json_atomic
     from unet_tutorial.predictions import save_predictions
-    from unet_tutorial.provenance import cpu_script_run, source
+    from unet_tutorial.provenance import cpu_script_run
     from unet_tutorial.train import train
 
-    code = source()  # the commit this call trains from, before the checkout can move on
     config, step_seconds = planned_run(name, runs)
     run_dir = pathlib.Path(config.output_dir)
     resume = (run_dir / "state.json").is_file()
@@ -138,7 +137,7 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     all_metrics[name] = {"tta": tta, "scored_images": images, **scores}
     write_json_atomic(metrics_path, all_metrics)
     provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
-    provenance[name] = cpu_script_run(state, config.steps_per_epoch, code, planned_seconds_per_step=step_seconds,
+    provenance[name] = cpu_script_run(state, config.steps_per_epoch, planned_seconds_per_step=step_seconds,
                                       scoring_seconds=round(score_s, 1),
                                       wall_seconds_this_call=round(time.perf_counter() - started, 1), resumed=resume)
     write_json_atomic(provenance_path, provenance)

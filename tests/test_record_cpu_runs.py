@@ -72,6 +72,18 @@ def test_planned_here_takes_a_given_step_time_and_keeps_the_epochs_of_a_run_star
     assert budget.planned_here(TrainConfig.preset("cpu", output_dir=str(old)), 5.0)[0].epochs == 7
 
 
+def test_every_result_of_a_process_names_the_commit_it_started_from(monkeypatch):
+    from unet_tutorial import provenance
+
+    started = provenance.source()
+    assert started == provenance.checked_out()  # nothing moved yet in this test process
+    moved = {"commit": "2" * 40, "uncommitted_changes": ["unet_tutorial/train.py"], "from": "git"}
+    monkeypatch.setattr(provenance, "checked_out", lambda: moved)  # the checkout moves on during a long run
+    assert provenance.source() == started
+    run = provenance.cpu_script_run()
+    assert (run["commit"], run["uncommitted_changes"]) == (started["commit"], started["uncommitted_changes"])
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["isbi2012", "PhC-C2DH-U373-02"])
@@ -80,9 +92,9 @@ def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record
     from unet_tutorial import provenance as provenance_module
 
     monkeypatch.setattr(record_script, "planned_run", lambda name, runs: (_tiny(name, runs), None))
-    # the checkout moves on while a run trains: the provenance keeps the commit the run started from
-    commits = iter(["1" * 40, "2" * 40, "3" * 40, "4" * 40])
-    monkeypatch.setattr(provenance_module, "source", lambda: {"commit": next(commits), "uncommitted_changes": []})
+    # the checkout moves on while a run trains: the provenance keeps the commit the process started from
+    started_from = provenance_module.source()["commit"]
+    monkeypatch.setattr(provenance_module, "checked_out", lambda: {"commit": "2" * 40, "uncommitted_changes": []})
     runs, out = tmp_path / "runs", tmp_path / "artifacts"
     out.mkdir()
     record_script.record(name, runs, out, tta=False)
@@ -91,7 +103,7 @@ def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record
     history = json.loads((out / f"history-{name}.json").read_text())
     assert {"command", "commit", "backend", "hardware", "training_minutes", "date", "config"} <= set(provenance)
     assert "cores" in provenance["hardware"] and provenance["resumed"] is False
-    assert provenance["commit"] == "1" * 40
+    assert provenance["commit"] == started_from != "2" * 40
     assert provenance["config"]["dataset"] == _tiny(name, runs).dataset
     assert history["epoch"] == [1] and len(history["minutes"]) == 1
     if name == "isbi2012":

@@ -7,6 +7,7 @@ so each figure can be traced to the code and the hardware that made it.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import importlib.metadata
 import json
@@ -18,7 +19,8 @@ import shutil
 import subprocess
 import sys
 
-__all__ = ["PACKAGE_PARENT", "package_version", "gpus", "cpu_model", "cpu_hardware", "source", "cpu_script_run"]
+__all__ = ["PACKAGE_PARENT", "package_version", "gpus", "cpu_model", "cpu_hardware", "checked_out", "source",
+           "cpu_script_run"]
 
 PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[1]  # the folder that holds unet_tutorial/
 
@@ -61,8 +63,8 @@ def cpu_hardware() -> str:
     return f"CPU, {os.cpu_count()} cores ({cpu_model()}), no GPU"
 
 
-def source() -> dict:
-    """Commit and uncommitted files: from git here, from .carry/source.json on the device (no .git there)."""
+def checked_out() -> dict:
+    """Commit and uncommitted files now: from git here, from .carry/source.json on the device (no .git there)."""
     try:
         def git(*words):
             return subprocess.run(["git", *words], cwd=PACKAGE_PARENT, capture_output=True, text=True,
@@ -80,17 +82,25 @@ def source() -> dict:
                 "from": ".carry/source.json (written by prepare_device_run.sh)"}
 
 
-def cpu_script_run(state: dict | None = None, steps_per_epoch: int | None = None, code: dict | None = None,
-                   **fields) -> dict:
+# Read once, when this module is first imported: a process runs the code it loaded when it started, while the
+# checkout may move on during a 90-minute run. Every script imports this module before it trains.
+_STARTED_FROM = checked_out()
+
+
+def source() -> dict:
+    """The commit (and uncommitted files) this process started from: what every recorded result names."""
+    return copy.deepcopy(_STARTED_FROM)
+
+
+def cpu_script_run(state: dict | None = None, steps_per_epoch: int | None = None, **fields) -> dict:
     """Provenance of a result a CPU script records (``scripts/record_cpu_runs.py``, ``recipe_study.py``, ``seed_study.py``).
 
     The command, commit, backend, hardware and date; with a training run's
     ``state`` (``state.json``) also its training minutes, epochs, steps and
-    config. ``code``: :func:`source` taken when the run started (default: now),
-    since the checkout may move on while a long run trains. ``fields`` add what
-    only one script knows (in that order, before the date).
+    config; the commit is :func:`source`'s. ``fields`` add what only one
+    script knows (in that order, before the date).
     """
-    code = code or source()
+    code = source()
     run = {
         "command": shlex.join(["python", *sys.argv]),
         "commit": code["commit"],
