@@ -28,12 +28,11 @@ import time
 
 import numpy as np
 
-# name -> (dataset, sequence trained on, training minutes); the goals allow 90 (ISBI) and 30 (each CTC run)
-# minutes: the U373 runs of 2026-12-06 had 20 each, so that all four CTC runs were recorded in one session
+# name -> (dataset, sequence trained on, training minutes): the goals' budgets, 90 (ISBI) and 30 (each CTC run)
 RUNS = {
     "isbi2012": ("isbi2012", "01", 90.0),
-    "PhC-C2DH-U373-01": ("PhC-C2DH-U373", "01", 20.0),
-    "PhC-C2DH-U373-02": ("PhC-C2DH-U373", "02", 20.0),
+    "PhC-C2DH-U373-01": ("PhC-C2DH-U373", "01", 30.0),
+    "PhC-C2DH-U373-02": ("PhC-C2DH-U373", "02", 30.0),
     "DIC-C2DH-HeLa-01": ("DIC-C2DH-HeLa", "01", 30.0),
     "DIC-C2DH-HeLa-02": ("DIC-C2DH-HeLa", "02", 30.0),
 }

@@ -46,10 +46,10 @@ def test_a_run_is_planned_from_the_measured_step_and_a_resumed_run_keeps_its_pla
     measured = []
     monkeypatch.setattr(budget, "seconds_per_step", lambda config: measured.append(config.dataset) or 0.2)
     config, step_seconds = record_script.planned_run("PhC-C2DH-U373-01", tmp_path)
-    # its 20 minutes at 0.2 s a step and 3 % margin: 1200 / (1.03 * 0.2 * 50) = 117 epochs of 50 steps
-    assert (step_seconds, config.epochs, config.time_budget_s) == (0.2, 117, 1200.0) and measured == ["PhC-C2DH-U373"]
+    # its 30 minutes at 0.2 s a step and 3 % margin: 1800 / (1.03 * 0.2 * 50) = 175 epochs of 50 steps
+    assert (step_seconds, config.epochs, config.time_budget_s) == (0.2, 175, 1800.0) and measured == ["PhC-C2DH-U373"]
     monkeypatch.setattr(budget, "seconds_per_step", lambda config: 1.0)  # a slower probe must not re-plan it
-    assert record_script.planned_run("PhC-C2DH-U373-01", tmp_path)[0].epochs == 117 and len(measured) == 1
+    assert record_script.planned_run("PhC-C2DH-U373-01", tmp_path)[0].epochs == 175 and len(measured) == 1
     with pytest.raises(ValueError, match="must be > 0"):
         budget.epochs_for_budget(config, 30.0, 0.0)
 

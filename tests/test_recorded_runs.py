@@ -91,17 +91,35 @@ def test_ranked_recipes_puts_the_lowest_tuning_rand_error_first_and_breaks_ties_
     assert [row["row"] for row in book.ranked_recipes(study)] == ["c", "b", "d", "a"]
 
 
-def test_the_recipe_study_chose_the_cpu_preset_on_the_tuning_block():
-    from unet_tutorial.config import PRESETS
+def read_artifact(name: str) -> dict:
+    return json.loads((ARTIFACTS / name).read_text(encoding="utf-8"))
 
-    study = json.loads((ARTIFACTS / "recipe_study.json").read_text(encoding="utf-8"))
+
+def test_the_recipe_study_scored_every_row_on_the_tuning_block_within_its_minutes():
+    study = read_artifact("recipe_study.json")
     base = study["provenance"]["base"]
     assert base["tuning_block"] and (base["validation_folds"], base["validation_fold"]) == (5, 0)
     assert study["provenance"]["hardware"].startswith("CPU, 2 cores")
     for row in study["rows"]:
         assert 0 < row["steps"] and row["cpu_minutes"] <= study["provenance"]["minutes_per_row"] + 1.0, row["row"]
         assert row["tuning"]["n_slices"] == 6, row["row"]
-    best = {**base, **book.ranked_recipes(study)[0]["changes"]}
+
+
+def test_the_cpu_preset_is_the_better_of_the_study_top_two_trained_at_full_length():
+    from unet_tutorial.config import PRESETS
+
+    study, check = read_artifact("recipe_study.json"), read_artifact("recipe_check.json")
+    top_two = {row["row"]: row["changes"] for row in book.ranked_recipes(study)[:2]}
+    assert {row["row"]: row["changes"] for row in check["rows"]} == top_two
+    assert check["provenance"]["base"] == study["provenance"]["base"]
+    assert check["provenance"]["hardware"].startswith("CPU, 2 cores")
+    minutes = check["provenance"]["minutes_per_row"]
+    assert minutes >= 60  # full length: the recorded ISBI run's budget, not the study's few minutes
+    for row in check["rows"]:
+        # trained for (nearly) its whole budget and scored on the tuning block only
+        assert 0.8 * minutes <= row["cpu_minutes"] <= minutes + 1.0, row["row"]
+        assert row["tuning"]["n_slices"] == 6, row["row"]
+    best = {**check["provenance"]["base"], **book.ranked_recipes(check)[0]["changes"]}
     study_only = ("dataset", "validation_folds", "validation_fold", "tuning_block", "steps_per_epoch")
     preset = dataclasses.asdict(PRESETS["cpu"])
     assert {key: preset[key] for key in best if key not in study_only} == {
@@ -170,8 +188,14 @@ def test_chapter_7_prints_the_recipe_study_best_first(built_book):
             assert f"{row['tuning']['rand_error']:.4f}" in text, f"{language}/07: {row['row']}'s Rand error"
         for figure in (f"{base['tuning']['pixel_error']:.4f}", f"{base['tuning_tta']['pixel_error']:.4f}"):
             assert figure in text, f"{language}/07: the base row's test-time augmentation figure {figure}"
+    check = book.ranked_recipes(read_artifact("recipe_check.json"))
     english = re.sub(r" ([,.])", r"\1", html.unescape(page_text(built_book, "en", "07_gpu_training")))  # "8 ," -> "8,"
     assert f"The best row is {ranked[0]['row']}, the second {ranked[1]['row']}." in english
+    minutes = read_artifact("recipe_check.json")["provenance"]["minutes_per_row"]
+    assert (f"After {minutes:.0f} minutes of training the better row is {check[0]['row']}, with a tuning Rand error of "
+            f"{check[0]['tuning']['rand_error']:.4f} (the other row {check[1]['tuning']['rand_error']:.4f})") in english
+    korean = html.unescape(page_text(built_book, "ko", "07_gpu_training"))
+    assert f"더 좋은 줄은 {check[0]['row']}" in korean
 
 
 @pytest.mark.book

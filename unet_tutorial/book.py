@@ -56,7 +56,8 @@ ARTIFACT_SHA256 = {
     "cpu_runs/predictions-PhC-C2DH-U373-02.npz": "b4abbe3c2dd33803c0d5cf69367e8406eba503132233766663dea0339a8dde72",
     "cpu_runs/predictions-isbi2012.npz": "4b97eb8412f4f88a83962f74fe578daef83bd9a45f311b44f40e42193c7591ea",
     "cpu_runs/provenance.json": "fbe4e38be934af0f55677feed972c71f0403b6d3ee81d10c22af2b93a6b36623",
-    "cpu_runs/recipe_study.json": "2701f81d459157397ee08f00288d7c8b9d15f47da8ac8f2cd61eee8c2e11c919",
+    "cpu_runs/recipe_check.json": "2ee413a4b9345d555f00b8e562ca51e3ccbf20066a2b9fa4c0f2b866661f35cd",
+    "cpu_runs/recipe_study.json": "a094c42e564a9ce2b81ddf553aa7a0591051210b1e9e52c91a535c078fe486a7",
     "cpu_runs/seed_study.json": "c2ee1aa0ed511b6ba5d0666a2472783953f8616cf65ee18b9c19a25b2ec5ecec",
 }
 
