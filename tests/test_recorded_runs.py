@@ -189,7 +189,7 @@ def test_chapter_7_prints_the_recipe_study_best_first(built_book):
         for figure in (f"{base['tuning']['pixel_error']:.4f}", f"{base['tuning_tta']['pixel_error']:.4f}"):
             assert figure in text, f"{language}/07: the base row's test-time augmentation figure {figure}"
     check = book.ranked_recipes(read_artifact("recipe_check.json"))
-    english = re.sub(r" ([,.])", r"\1", html.unescape(page_text(built_book, "en", "07_gpu_training")))  # "8 ," -> "8,"
+    english = re.sub(r" ([,.)])", r"\1", html.unescape(page_text(built_book, "en", "07_gpu_training")))  # "8 ," -> "8,"
     assert f"The best row is {ranked[0]['row']}, the second {ranked[1]['row']}." in english
     minutes = read_artifact("recipe_check.json")["provenance"]["minutes_per_row"]
     assert (f"After {minutes:.0f} minutes of training the better row is {check[0]['row']}, with a tuning Rand error of "
