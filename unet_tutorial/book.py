@@ -58,7 +58,7 @@ ARTIFACT_SHA256 = {
     "cpu_runs/provenance.json": "6e98dbde41c140d5e3780703a36f9dfcad3c1abefda997e020c502e59bb7c03b",
     "cpu_runs/recipe_check.json": "2ee413a4b9345d555f00b8e562ca51e3ccbf20066a2b9fa4c0f2b866661f35cd",
     "cpu_runs/recipe_study.json": "a094c42e564a9ce2b81ddf553aa7a0591051210b1e9e52c91a535c078fe486a7",
-    "cpu_runs/seed_study.json": "c2ee1aa0ed511b6ba5d0666a2472783953f8616cf65ee18b9c19a25b2ec5ecec",
+    "cpu_runs/seed_study.json": "49fc83c0fbc321dab137e389e0e9904443429d931561392c76100f6ce2487802",
 }
 
 
