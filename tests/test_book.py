@@ -364,6 +364,43 @@ def test_page_language_and_per_chapter_figure_numbers():
     assert env.toc_fignumbers["book/index"]["figure"] == {"z": (1,)}
 
 
+def test_execution_cache_key_follows_the_package_and_the_artifacts(tmp_path, monkeypatch):
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.cache.main import JupyterCacheBase
+
+    monkeypatch.setattr(JupyterCacheBase, "create_hashed_notebook", JupyterCacheBase.create_hashed_notebook)
+    execution_inputs = _extension("execution_inputs")
+    root = tmp_path / "book_root"
+    (root / "unet_tutorial").mkdir(parents=True)
+    (root / "book" / "artifacts" / "chapter7").mkdir(parents=True)
+    module = root / "unet_tutorial" / "metrics.py"
+    artifact = root / "book" / "artifacts" / "chapter7" / "run.json"
+    module.write_text("THRESHOLD = 0.5\n")
+    artifact.write_text('{"rand_error": 0.08}')
+    cache = get_cache(tmp_path / "cache")
+    chapter = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+
+    def key(notebook=chapter):
+        execution_inputs.key_cache_on_inputs(root)
+        return cache.create_hashed_notebook(notebook)[1]
+
+    first = key()
+    assert key() == first  # nothing changed: the cached run is used
+    (root / "unet_tutorial" / "__pycache__").mkdir()
+    (root / "unet_tutorial" / "__pycache__" / "metrics.cpython-311.pyc").write_bytes(b"\0")
+    assert key() == first  # compiled files are not inputs
+    artifact.write_text('{"rand_error": 0.05}')
+    new_artifact = key()
+    assert new_artifact != first
+    module.write_text("THRESHOLD = 0.4\n")
+    assert key() not in (first, new_artifact)
+    module.write_text("THRESHOLD = 0.5\n")
+    artifact.write_text('{"rand_error": 0.08}')
+    assert key() == first  # the key is not stacked on earlier keys
+    assert key(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(2)")])) != first  # code still counts
+
+
 class SimpleEnv:
     def __init__(self, toc_fignumbers):
         self.toc_fignumbers = toc_fignumbers
@@ -384,6 +421,7 @@ def test_each_chapter_ran_once_and_each_language_keeps_its_own_captions(built_bo
     import shared_execution
 
     shared_execution.setup(None)
+    _extension("execution_inputs").key_cache_on_inputs(REPO_ROOT)  # the build's keys (no match without it)
     cache = get_cache(REPO_ROOT / "_build" / ".jupyter_cache")
     for korean in chapters("ko"):
         english = BOOK / "en" / korean.name
