@@ -6,8 +6,11 @@ planned from a step measured on this machine (``unet_tutorial.budget``), then is
 once on data it never trained on: ISBI-2012 slices 0-5 with the challenge's
 metrics and test-time augmentation, each cell tracking sequence with SEG on the
 other sequence. The artifacts go to ``--out`` (``book/artifacts/cpu_runs``):
-``metrics.json`` (Tables 1 and 2), ``history-<run>.json`` (held-out quality per
-epoch against training minutes), ``predictions-<dataset>.npz`` (two images,
+``metrics.json`` (Tables 1 and 2), ``history-<run>.json`` (held-out quality
+against training minutes: ISBI's pixel error each epoch; for a cell tracking
+run, SEG on the other sequence of a snapshot of the network every
+SNAPSHOT_MINUTES, scored after training without test-time augmentation, so the
+curve costs the run no training time), ``predictions-<dataset>.npz`` (two images,
 uint8) and ``provenance.json`` (command, commit, backend, hardware, wall time,
 date of each run). Every file is written atomically.
 
@@ -37,6 +40,7 @@ RUNS = {
     "DIC-C2DH-HeLa-02": ("DIC-C2DH-HeLa", "02", 30.0),
 }
 PRESET = "cpu"
+SNAPSHOT_MINUTES = 3.0  # cell tracking runs: a snapshot for the held-out SEG curve every 3 minutes of training
 PREDICTION_IMAGES = 2  # images of each scored set kept as artifacts
 CLASSES = {"gap": "class probabilities (background, cell)",
            "border-class": "class probabilities (background, cell interior, cell border)"}
@@ -61,7 +65,8 @@ def run_config(name: str, runs: pathlib.Path):
     if dataset == "isbi2012":  # fold 0 (slices 0-5) held out, scored each epoch, never trained on
         fields = dict(validation_folds=5, validation_fold=0)
     else:  # all annotated frames of one sequence; the other sequence is the held-out set
-        fields = dict(sequence=sequence, validation_folds=1, cell_targets=cell_targets(dataset, sequence))
+        fields = dict(sequence=sequence, validation_folds=1, cell_targets=cell_targets(dataset, sequence),
+                      snapshot_minutes=SNAPSHOT_MINUTES)
     return TrainConfig.preset(PRESET, dataset=dataset, **fields, time_budget_s=minutes * 60,
                               output_dir=str(runs / name))
 
@@ -108,6 +113,21 @@ def score_ctc(model, config, tta: bool) -> tuple[dict, np.ndarray, list[int]]:
     return scores, probabilities, [int(f) for f in data.frame_numbers]
 
 
+def held_out_curve(run_dir: pathlib.Path, config, final_model, final_minutes: float) -> dict:
+    """SEG on the other sequence of each snapshot and of the final network, without test-time augmentation."""
+    from unet_tutorial.callbacks import read_snapshots
+    from unet_tutorial.evaluate import load_model
+
+    points = [(minutes, load_model(path)) for minutes, path in read_snapshots(run_dir)]
+    points = [point for point in points if point[0] < final_minutes] + [(final_minutes, final_model)]
+    curve = {"minutes": [], "seg": [], "tta": False}
+    for minutes, model in points:
+        curve["minutes"].append(round(minutes, 3))
+        curve["seg"].append(score_ctc(model, config, tta=False)[0]["seg"])
+        print(f"   {minutes:.1f} min: SEG {curve['seg'][-1]:.3f} (no TTA)", flush=True)
+    return curve
+
+
 def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     from unet_tutorial.evaluate import load_model
     from unet_tutorial.files import write_json_atomic
@@ -130,7 +150,9 @@ def record(name: str, runs: pathlib.Path, out: pathlib.Path, tta: bool) -> None:
     save_predictions(out / f"predictions-{dataset_file}.npz", probability[:PREDICTION_IMAGES],
                      images[:PREDICTION_IMAGES], compact=True, run=name, tta=tta,
                      what="P(membrane)" if config.dataset == "isbi2012" else CLASSES[config.cell_targets])
-    write_json_atomic(out / f"history-{name}.json", {**history, "minutes": [s / 60 for s in history["elapsed_seconds"]]})
+    minutes = [s / 60 for s in history["elapsed_seconds"]]
+    curve = {} if config.dataset == "isbi2012" else {"held_out_curve": held_out_curve(run_dir, config, model, minutes[-1])}
+    write_json_atomic(out / f"history-{name}.json", {**history, "minutes": minutes, **curve})
     metrics_path, provenance_path = out / "metrics.json", out / "provenance.json"
     all_metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     all_metrics[name] = {"tta": tta, "scored_images": images, **scores}

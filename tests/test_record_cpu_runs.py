@@ -23,10 +23,10 @@ def record_script(repo_root):
 def _tiny(name, runs):
     """The run's own data and split, with a network and a length small enough for a test."""
     dataset = "isbi2012" if name == "isbi2012" else "PhC-C2DH-U373"
-    fields = dict(validation_folds=5, validation_fold=0) if dataset == "isbi2012" else dict(sequence="02",
-                                                                                             validation_folds=1)
+    fields = dict(validation_folds=5, validation_fold=0, epochs=1) if dataset == "isbi2012" else dict(
+        sequence="02", validation_folds=1, epochs=2, snapshot_minutes=1e-6)  # a snapshot after each epoch
     return TrainConfig.preset("cpu-tiny", dataset=dataset, **fields, depth=2, base_filters=4, tile_size=60,
-                              padding="valid", epochs=1, steps_per_epoch=2, output_dir=str(runs / name))
+                              padding="valid", steps_per_epoch=2, output_dir=str(runs / name))
 
 
 def test_every_run_has_its_budget_and_scores_unseen_data(record_script, tmp_path):
@@ -35,8 +35,10 @@ def test_every_run_has_its_budget_and_scores_unseen_data(record_script, tmp_path
         assert config.dataset == dataset and config.time_budget_s == minutes * 60
         if dataset == "isbi2012":  # slices 0-5 held out, as the book's Table 1 row says
             assert (config.validation_folds, config.validation_fold, config.tuning_block) == (5, 0, False)
-        else:  # all frames of one sequence; the other is scored
+            assert config.snapshot_minutes == 0  # scored each epoch instead
+        else:  # all frames of one sequence; the other is scored, also for the curve of snapshots
             assert config.sequence == sequence and config.validation_folds == 1
+            assert config.snapshot_minutes == record_script.SNAPSHOT_MINUTES > 0
 
 
 def test_a_run_is_planned_from_the_measured_step_and_a_resumed_run_keeps_its_plan(record_script, tmp_path,
@@ -105,14 +107,20 @@ def test_a_recorded_run_writes_metrics_history_predictions_and_provenance(record
     assert "cores" in provenance["hardware"] and provenance["resumed"] is False
     assert provenance["commit"] == started_from != "2" * 40
     assert provenance["config"]["dataset"] == _tiny(name, runs).dataset
-    assert history["epoch"] == [1] and len(history["minutes"]) == 1
+    epochs = _tiny(name, runs).epochs
+    assert history["epoch"] == list(range(1, epochs + 1)) and len(history["minutes"]) == epochs
     if name == "isbi2012":
         assert metrics["scored_images"] == [0, 1, 2, 3, 4, 5]  # the held-out block, never trained on
         assert 0.0 <= metrics["pixel_error"] <= 1.0 and metrics["warping_error"] is not None
+        assert "held_out_curve" not in history  # its held-out score is in each epoch's row
         predictions = load_predictions(out / "predictions-isbi2012.npz")
     else:
         assert metrics["scored_sequence"] == "01"  # trained on 02
         assert 0.0 <= metrics["seg"] <= 1.0 and metrics["frames"] == len(metrics["scored_images"])
+        curve = history["held_out_curve"]  # the snapshot after epoch 1, then the final network
+        np.testing.assert_allclose(curve["minutes"], history["minutes"], atol=1e-3)
+        assert curve["tta"] is False and curve["seg"][-1] == metrics["seg"]  # scored alike (this test: no TTA)
+        assert all(0.0 <= seg <= 1.0 for seg in curve["seg"])
         predictions = load_predictions(out / f"predictions-{name}.npz")
     assert len(predictions.probabilities) == record_script.PREDICTION_IMAGES
     assert np.all((predictions.probabilities >= 0) & (predictions.probabilities <= 1))

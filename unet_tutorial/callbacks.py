@@ -1,4 +1,4 @@
-"""The small Keras callbacks of ``train``: stop on NaN, score held-out images, checkpoint, reseed, time budget.
+"""The small Keras callbacks of ``train``: stop on NaN, score held-out images, checkpoint, snapshots, reseed, time budget.
 
 Each does one thing at an epoch (or batch) boundary, so :func:`train.train` can
 be read top to bottom as data, network, callbacks, ``model.fit``.
@@ -10,6 +10,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import math
 import pathlib
 import tempfile
@@ -20,8 +21,8 @@ import numpy as np
 
 from .files import save_model_atomic, write_json_atomic, write_text_atomic
 
-__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "SeedEachEpoch", "TimeBudget", "budget_spent", "longest_epoch",
-           "history_csv", "save_model_and_discard"]
+__all__ = ["StopOnNaN", "HeldOutScore", "Checkpoint", "Snapshots", "read_snapshots", "SeedEachEpoch", "TimeBudget",
+           "budget_spent", "longest_epoch", "history_csv", "save_model_and_discard"]
 
 
 def save_model_and_discard(model: keras.Model) -> None:
@@ -174,6 +175,53 @@ class Checkpoint(keras.callbacks.Callback):
         for old in self.output_dir.glob("checkpoint-epoch*.keras"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+SNAPSHOTS = "snapshots"  # the folder in a run's output_dir, with snapshots.json naming each file's training minutes
+
+
+def read_snapshots(output_dir) -> list[tuple[float, pathlib.Path]]:
+    """(minutes of training, file) of each snapshot a run kept (:class:`Snapshots`), earliest first; [] when none."""
+    folder = pathlib.Path(output_dir) / SNAPSHOTS
+    index = folder / "snapshots.json"
+    if not index.is_file():
+        return []
+    saved = json.loads(index.read_text())
+    return sorted((float(minutes), folder / name) for name, minutes in saved.items())
+
+
+class Snapshots(keras.callbacks.Callback):
+    """Keeps a copy of the network each time training passes another ``every_minutes`` (resumes included).
+
+    For a curve of held-out quality against training minutes that is scored
+    after training, outside its time budget (SEG on a whole sequence takes too
+    long to score every epoch). A snapshot is named by the multiple of
+    ``every_minutes`` it passed (``snapshot-0003.keras``): a resumed run that
+    passes a multiple again (its checkpoint was older than the snapshot)
+    replaces that snapshot rather than adding a second one; ``snapshots.json``
+    holds each file's measured minutes.
+    """
+
+    def __init__(self, network, output_dir, every_minutes: float, elapsed_before: float, write=True):
+        super().__init__()
+        self.network, self.folder = network, pathlib.Path(output_dir) / SNAPSHOTS
+        self.every_s, self.elapsed_before, self.write = every_minutes * 60, elapsed_before, write
+        self.started = time.perf_counter()
+        self.passed = math.floor(elapsed_before / self.every_s)  # multiples passed before this fit
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        passed = math.floor(elapsed / self.every_s)
+        if passed <= self.passed:
+            return
+        self.passed = passed
+        if not self.write:
+            save_model_and_discard(self.network)
+            return
+        name = f"snapshot-{passed:04d}.keras"  # the multiple of every_minutes passed
+        save_model_atomic(self.network, self.folder / name)
+        index = {path.name: minutes for minutes, path in read_snapshots(self.folder.parent)}
+        write_json_atomic(self.folder / "snapshots.json", {**index, name: round(elapsed / 60, 3)})
 
 
 class SeedEachEpoch(keras.callbacks.Callback):

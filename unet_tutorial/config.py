@@ -206,6 +206,7 @@ class TrainConfig:
     epochs: int = 50  # total epochs, also after a resume
     steps_per_epoch: int = 200  # batches per epoch (tiles per epoch = steps * batch)
     time_budget_s: float = 0.0  # stop at an epoch's end when the next would pass this many seconds of training, resumes included (0 = none)
+    snapshot_minutes: float = 0.0  # keep the network each time training passes another N minutes, in snapshots/ (0 = none)
     seed: int = 0  # seeds weights, tiles, augmentation and dropout
     # -- speed
     mixed_precision: str = "none"  # "none", "mixed_float16" or "mixed_bfloat16"
@@ -302,6 +303,7 @@ def _check_run(config: TrainConfig) -> None:
     _check_range(owner, "momentum", config.momentum, 0.0, 1.0, high_open=True)
     _check_range(owner, "dropout", config.dropout, 0.0, 1.0, high_open=True)
     _check_range(owner, "time_budget_s", config.time_budget_s, 0.0)
+    _check_range(owner, "snapshot_minutes", config.snapshot_minutes, 0.0)
 
 
 def _check_own_data(config: TrainConfig) -> None:

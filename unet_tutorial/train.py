@@ -4,8 +4,9 @@ Ronneberger et al. 2015, Sec. 3: the weighted cross-entropy (Eq. 1) with the
 weight map (Eq. 2), stochastic gradient descent with momentum 0.99 on single
 large tiles (batch 1), elastic deformation (Sec. 3.1). Read :func:`train` top to
 bottom: load the data and hold out slices, build the tile pipeline and the
-network, then ``model.fit`` with four small callbacks (stop on NaN, held-out
-pixel error, checkpoint + history, per-epoch seeding).
+network, then ``model.fit`` with small callbacks (stop on NaN, held-out
+pixel error, checkpoint + history, per-epoch seeding; on request snapshots and
+a time budget).
 
 Files in ``config.output_dir``, each written atomically (temporary file in the
 same folder, then ``os.replace``), so a killed run never leaves a half-written
@@ -16,7 +17,9 @@ file and never destroys the last good checkpoint:
 * ``state.json``: which checkpoint is current, the epoch, the config, the history;
 * ``history.json`` and ``history.csv``: one row per epoch (loss, held-out pixel
   error, held-out cross-entropy, wall time);
-* ``model.keras``: the final model, when training has finished.
+* ``model.keras``: the final model, when training has finished;
+* ``snapshots/``: with ``config.snapshot_minutes``, the network each time
+  training passes another N minutes, and ``snapshots.json`` with their minutes.
 
 ``train(config, resume=True)`` continues from ``state.json`` after the process
 was killed, with the same total number of epochs and the optimizer state
@@ -50,7 +53,7 @@ import numpy as np
 
 from . import distribute
 from .augment_device import augmenting_model, network_of, on_device as augment_on_device
-from .callbacks import (Checkpoint, HeldOutScore, SeedEachEpoch, StopOnNaN, TimeBudget, budget_spent,
+from .callbacks import (Checkpoint, HeldOutScore, SeedEachEpoch, Snapshots, StopOnNaN, TimeBudget, budget_spent,
                         longest_epoch, save_model_and_discard)
 from .config import FOLDERS_DATASET, PRESETS, SEQUENCES, TileConfig, TrainConfig
 from .config_cli import add_train_arguments, config_from_args, read_state
@@ -223,7 +226,7 @@ def _check_resumable(config: TrainConfig, saved: dict) -> None:
     # A field the saved run does not name did not exist yet: it had the default value.
     saved = {field.name: field.default for field in dataclasses.fields(TrainConfig)} | saved
     may_change = ("epochs", "output_dir", "workers", "use_multiprocessing", "distribution", "num_devices",
-                  "time_budget_s")
+                  "time_budget_s", "snapshot_minutes")
     differing = [
         f"{key}: saved {saved.get(key)!r}, now {value!r}"
         for key, value in current.items()
@@ -308,7 +311,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     dataset.set_epoch(initial_epoch)
     network = network_of(model)  # the U-Net (model itself, or inside it when the device augments)
 
-    # 3. Callbacks: reseed, stop on NaN, score held-out images, checkpoint.
+    # 3. Callbacks: reseed, stop on NaN, score held-out images, checkpoint, snapshots, time budget.
     nan_guard = StopOnNaN()
     callbacks = [SeedEachEpoch(config.seed), nan_guard]
     initial_metrics = dict(state.get("initial_metrics", {})) if state else {}
@@ -331,6 +334,8 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
     callbacks.append(
         Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
     )
+    if config.snapshot_minutes > 0:  # copies of the network for a held-out curve scored after training
+        callbacks.append(Snapshots(network, output_dir, config.snapshot_minutes, elapsed_before, write=placement.is_chief))
     if config.time_budget_s > 0:  # after Checkpoint: the last finished epoch is saved before fit stops
         # the training before a resume counts, and its longest epoch predicts the next
         callbacks.append(TimeBudget(config.time_budget_s, started - elapsed_before, longest_epoch(history)))
