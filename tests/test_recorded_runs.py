@@ -57,6 +57,21 @@ def test_each_run_was_scored_on_data_it_never_trained_on():
         assert name.endswith(trained_on) and 0 <= METRICS[name]["seg"] <= 1, name
 
 
+def test_each_cell_tracking_run_has_a_held_out_curve_against_its_training_minutes():
+    for name in CTC_RUNS:
+        provenance, history = PROVENANCE[name], book.recorded_cpu_run(name, folder=ARTIFACTS).history
+        curve, every = history["held_out_curve"], provenance["config"]["snapshot_minutes"]
+        assert every > 0 and curve["tta"] is False, name
+        minutes = curve["minutes"]
+        assert minutes == sorted(minutes) and len(minutes) == len(curve["seg"]), name
+        # a snapshot each time training passed another interval, then the final network
+        assert len(minutes) >= provenance["training_minutes"] // every, name
+        assert minutes[-1] == pytest.approx(provenance["training_minutes"], abs=0.01), name
+        assert all(0 <= seg <= 1 for seg in curve["seg"]), name
+        # the final network scored without test-time augmentation: close to the recorded figure (with it)
+        assert abs(curve["seg"][-1] - METRICS[name]["seg"]) < 0.1, name
+
+
 def test_prediction_artifacts_hold_probabilities_only():
     for path in sorted(ARTIFACTS.glob("predictions-*.npz")):
         with np.load(path, allow_pickle=False) as npz:

@@ -23,14 +23,17 @@ def _network():
     return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
 
 
-def test_a_snapshot_each_time_training_passes_another_interval(tmp_path, monkeypatch):
-    import unet_tutorial.callbacks as callbacks
+def _epochs(snapshots, history, seconds):
+    """Epochs that end at these training seconds: Checkpoint's history row, then the snapshot callback."""
+    for elapsed in seconds:
+        history.setdefault("elapsed_seconds", []).append(elapsed)
+        snapshots.on_epoch_end(len(history["elapsed_seconds"]) - 1)
 
-    clock = iter([0.0, 50.0, 70.0, 130.0, 250.0, 260.0])  # started at 0; epochs end at 50, 70, 130, 250, 260 s
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
-    snapshots = Snapshots(_network(), tmp_path, every_minutes=1.0, elapsed_before=0.0)
-    for epoch in range(5):
-        snapshots.on_epoch_end(epoch)
+
+def test_a_snapshot_each_time_training_passes_another_interval(tmp_path):
+    history = {}
+    snapshots = Snapshots(_network(), tmp_path, every_minutes=1.0, history=history)
+    _epochs(snapshots, history, [50.0, 70.0, 130.0, 250.0, 260.0])
     # passes 1 min at 70 s, 2 min at 130 s, 3 and 4 min together at 250 s (one snapshot), nothing new at 260 s
     kept = read_snapshots(tmp_path)
     assert [(round(minutes * 60), path.name) for minutes, path in kept] == [
@@ -40,19 +43,18 @@ def test_a_snapshot_each_time_training_passes_another_interval(tmp_path, monkeyp
         "snapshot-0001.keras", "snapshot-0002.keras", "snapshot-0004.keras", "snapshots.json"]
 
 
-def test_a_resumed_run_replaces_a_snapshot_its_checkpoint_did_not_reach(tmp_path, monkeypatch):
-    import unet_tutorial.callbacks as callbacks
+def test_an_epoch_the_history_did_not_record_keeps_no_snapshot(tmp_path):
+    history = {"elapsed_seconds": [50.0]}
+    snapshots = Snapshots(_network(), tmp_path, every_minutes=1.0, history=history)
+    snapshots.on_epoch_end(1)  # Checkpoint skipped epoch 2 (its loss diverged): no row for it
+    assert read_snapshots(tmp_path) == []
 
-    clock = iter([0.0, 65.0, 130.0])  # the first run: snapshots at 65 s and 130 s, then it is killed
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
-    first = Snapshots(_network(), tmp_path, every_minutes=1.0, elapsed_before=0.0)
-    first.on_epoch_end(0)
-    first.on_epoch_end(1)
-    clock = iter([0.0, 20.0, 30.0])  # resumed from its checkpoint at 115 s: passes 2 min again at 135 s
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
-    resumed = Snapshots(_network(), tmp_path, every_minutes=1.0, elapsed_before=115.0)
-    resumed.on_epoch_end(2)
-    resumed.on_epoch_end(3)  # 145 s: nothing new
+
+def test_a_resumed_run_replaces_a_snapshot_its_checkpoint_did_not_reach(tmp_path):
+    first = {}
+    _epochs(Snapshots(_network(), tmp_path, every_minutes=1.0, history=first), first, [65.0, 130.0])  # then killed
+    resumed = {"elapsed_seconds": [65.0, 115.0]}  # its last checkpoint: epoch 2 of another try, at 115 s
+    _epochs(Snapshots(_network(), tmp_path, every_minutes=1.0, history=resumed), resumed, [135.0, 145.0])
     assert [(round(m * 60), p.name) for m, p in read_snapshots(tmp_path)] == [
         (65, "snapshot-0001.keras"), (135, "snapshot-0002.keras")]
 
@@ -70,8 +72,8 @@ def test_training_keeps_snapshots_that_load_and_predict(tmp_path):
     history = train(config, verbose=0)
     kept = read_snapshots(tmp_path / "run")
     assert len(kept) == 3  # every epoch passes another (tiny) interval
-    # each snapshot's minutes are the training minutes at the end of its epoch
-    np.testing.assert_allclose([m for m, _ in kept], np.array(history["elapsed_seconds"]) / 60, atol=0.01)
+    # each snapshot's minutes are its epoch's training minutes in the history
+    np.testing.assert_allclose([m for m, _ in kept], np.array(history["elapsed_seconds"]) / 60, atol=1e-3)
     last = keras.saving.load_model(kept[-1][1], compile=False)
     final = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
     tile = np.random.default_rng(0).random((1, 60, 60, 1)).astype("float32")

@@ -44,18 +44,18 @@ ARTIFACT_SHA256 = {
     "chapter9/isbi_heldout_membrane.npz": "2e049bbebe479ad0ef43de7f02126a62b2e5e878213a262fd9463275d3a357ad",
     "chapter9/provenance.json": "1f935f87fee7e498e38245c1bd87041d6e81e29256b21ec622f3cf2ca5d0f3cf",
     "cpu_runs/border_class_study.json": "48df54e14386cdcbddb223f8a1adf3f083b6c20bdabfd7e2a5c5a0922331b756",
-    "cpu_runs/history-DIC-C2DH-HeLa-01.json": "f4577c75b6b3f2a19712342bf2a6547b6acfe097e27a2ee60494816845b99b72",
-    "cpu_runs/history-DIC-C2DH-HeLa-02.json": "e475cd80c80940823ab13b441a9d6e3ca331f8080e651e68d7f99b2b3b5c9fec",
-    "cpu_runs/history-PhC-C2DH-U373-01.json": "255e07c4374a34ba5dbefad54ea6b10f3a9c6775b5f029b9758404d584eacba7",
-    "cpu_runs/history-PhC-C2DH-U373-02.json": "ad038511490a0e1d2f70714e9578e51b651288a708ba70906058ee553382a0bb",
+    "cpu_runs/history-DIC-C2DH-HeLa-01.json": "55c1c7e4c35009f874b79e7c8aeeaf4a2bb1b03178f8cb0f9cb3ac7c8de4be8c",
+    "cpu_runs/history-DIC-C2DH-HeLa-02.json": "93a53bd0848f5626bc841f59d9f275cc060133506f19d97b56db10d234a112f6",
+    "cpu_runs/history-PhC-C2DH-U373-01.json": "22dc1bfbb1822a7f2782c233aaabc8458b1187927286ffe9084689e1c14b5d07",
+    "cpu_runs/history-PhC-C2DH-U373-02.json": "f4bea884e764c27e93f04e106bcfcf3ab0cce894fe4d0a47b83066f081d27957",
     "cpu_runs/history-isbi2012.json": "84efc6d4ae2e534e3d885e5b28e074b2467f708477e2d88000facf65ad26c4c6",
-    "cpu_runs/metrics.json": "87194b8f1029bf653b8d9602c296cbcdbe386ac378d7f44fb45afe7b4279f5b6",
-    "cpu_runs/predictions-DIC-C2DH-HeLa-01.npz": "fcc28e94658da764ce250f0db1ec015595cf243f514c2d66f33bd35fdd03b36f",
-    "cpu_runs/predictions-DIC-C2DH-HeLa-02.npz": "b44b0f77112745d82583ae016faed230f76992f7c843db297700bc7eca5cca57",
-    "cpu_runs/predictions-PhC-C2DH-U373-01.npz": "46175860baaf2893e7adf446260dad31887ef1f346842327be0c41d668f82ee0",
-    "cpu_runs/predictions-PhC-C2DH-U373-02.npz": "6c5217c5350ff1f00b87b41d1b22aca8a8dda300e5755c2c7baf49e0f2dada51",
+    "cpu_runs/metrics.json": "c196df35139d77843838798e699032b03d1668ce7e907fa77ca8cd8d97f45ff3",
+    "cpu_runs/predictions-DIC-C2DH-HeLa-01.npz": "5e97d977284cc74b219f8c30607100e790668d7d21ce4c4c1516fb54b7304cda",
+    "cpu_runs/predictions-DIC-C2DH-HeLa-02.npz": "b5c126440f61936b27a17758e224159c4ba64a1060af00f6d22cfef53adfc080",
+    "cpu_runs/predictions-PhC-C2DH-U373-01.npz": "c638042522a11d175d8f1288a4ab0af9666c0001064cec1e95a72ba50a760f01",
+    "cpu_runs/predictions-PhC-C2DH-U373-02.npz": "027e3a7fee75df9dc80ac230a9808a433d60ff3da8f5514ebef66c24ec50f4dc",
     "cpu_runs/predictions-isbi2012.npz": "ed0681dbe148cf5ef35dbfa94bbbacdd5739140701e96e75f05981d16041cc82",
-    "cpu_runs/provenance.json": "6e98dbde41c140d5e3780703a36f9dfcad3c1abefda997e020c502e59bb7c03b",
+    "cpu_runs/provenance.json": "d32b3530191cac311d9a9bfefe5a96189fdfcb55f732279bc92dc444f5822f42",
     "cpu_runs/recipe_check.json": "2ee413a4b9345d555f00b8e562ca51e3ccbf20066a2b9fa4c0f2b866661f35cd",
     "cpu_runs/recipe_study.json": "a094c42e564a9ce2b81ddf553aa7a0591051210b1e9e52c91a535c078fe486a7",
     "cpu_runs/seed_study.json": "49fc83c0fbc321dab137e389e0e9904443429d931561392c76100f6ce2487802",
@@ -113,7 +113,7 @@ class RecordedRun:
     name: str
     provenance: dict  # command, commit, backend, hardware, date, training minutes, steps, config
     scores: dict  # the held-out scores: ISBI's Table 1 metrics, or SEG and pixel IoU of a cell tracking run
-    history: dict  # per epoch: loss, minutes of training (and the held-out pixel error for ISBI)
+    history: dict  # per epoch: loss, minutes of training; held-out pixel error (ISBI) or "held_out_curve" (SEG)
     predictions: predictions.Predictions  # two scored images, uint8 probabilities
 
 

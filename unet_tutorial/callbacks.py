@@ -193,6 +193,9 @@ def read_snapshots(output_dir) -> list[tuple[float, pathlib.Path]]:
 class Snapshots(keras.callbacks.Callback):
     """Keeps a copy of the network each time training passes another ``every_minutes`` (resumes included).
 
+    Runs after :class:`Checkpoint`, whose row in ``history`` gives the epoch's
+    training time, so a snapshot's minutes are those of its epoch in the history.
+
     For a curve of held-out quality against training minutes that is scored
     after training, outside its time budget (SEG on a whole sequence takes too
     long to score every epoch). A snapshot is named by the multiple of
@@ -202,15 +205,18 @@ class Snapshots(keras.callbacks.Callback):
     holds each file's measured minutes.
     """
 
-    def __init__(self, network, output_dir, every_minutes: float, elapsed_before: float, write=True):
+    def __init__(self, network, output_dir, every_minutes: float, history: dict, write=True):
         super().__init__()
         self.network, self.folder = network, pathlib.Path(output_dir) / SNAPSHOTS
-        self.every_s, self.elapsed_before, self.write = every_minutes * 60, elapsed_before, write
-        self.started = time.perf_counter()
-        self.passed = math.floor(elapsed_before / self.every_s)  # multiples passed before this fit
+        self.every_s, self.history, self.write = every_minutes * 60, history, write
+        before = history.get("elapsed_seconds") or [0.0]
+        self.passed = math.floor(before[-1] / self.every_s)  # multiples passed before this fit
 
     def on_epoch_end(self, epoch, logs=None):
-        elapsed = self.elapsed_before + time.perf_counter() - self.started
+        recorded = self.history.get("elapsed_seconds") or []
+        if len(recorded) != epoch + 1:
+            return  # Checkpoint did not record this epoch (the loss diverged)
+        elapsed = recorded[-1]  # the epoch's training time, as the history has it
         passed = math.floor(elapsed / self.every_s)
         if passed <= self.passed:
             return

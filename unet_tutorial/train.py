@@ -335,7 +335,7 @@ def train(config: TrainConfig, resume: bool = False, *, data_dir=None, verbose="
         Checkpoint(config, output_dir, history, state_extra, nan_guard, elapsed_before, write=placement.is_chief)
     )
     if config.snapshot_minutes > 0:  # copies of the network for a held-out curve scored after training
-        callbacks.append(Snapshots(network, output_dir, config.snapshot_minutes, elapsed_before, write=placement.is_chief))
+        callbacks.append(Snapshots(network, output_dir, config.snapshot_minutes, history, write=placement.is_chief))
     if config.time_budget_s > 0:  # after Checkpoint: the last finished epoch is saved before fit stops
         # the training before a resume counts, and its longest epoch predicts the next
         callbacks.append(TimeBudget(config.time_budget_s, started - elapsed_before, longest_epoch(history)))
