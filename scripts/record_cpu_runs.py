@@ -118,10 +118,9 @@ def held_out_curve(run_dir: pathlib.Path, config, final_model, final_minutes: fl
     from unet_tutorial.callbacks import read_snapshots
     from unet_tutorial.evaluate import load_model
 
-    points = [(minutes, load_model(path)) for minutes, path in read_snapshots(run_dir)]
-    points = [point for point in points if point[0] < final_minutes] + [(final_minutes, final_model)]
+    earlier = [(minutes, path) for minutes, path in read_snapshots(run_dir) if minutes < final_minutes]
     curve = {"minutes": [], "seg": [], "tta": False}
-    for minutes, model in points:
+    for minutes, model in [(minutes, load_model(path)) for minutes, path in earlier] + [(final_minutes, final_model)]:
         curve["minutes"].append(round(minutes, 3))
         curve["seg"].append(score_ctc(model, config, tta=False)[0]["seg"])
         print(f"   {minutes:.1f} min: SEG {curve['seg'][-1]:.3f} (no TTA)", flush=True)

@@ -41,7 +41,6 @@ def _keyed_on(method, digest):
         nb, key = method(self, nb, *args, **kwargs)
         return nb, hashlib.md5(f"{key}:{digest}".encode()).hexdigest()
 
-    wrapper.inputs_digest = digest
     wrapper.unkeyed = getattr(method, "unkeyed", method)
     return wrapper
 
