@@ -139,6 +139,22 @@ def test_seconds_per_step_times_real_steps_of_the_config():
     assert 0.0 < step < 5.0
 
 
+def test_a_probe_plans_from_the_mean_epoch_so_a_run_with_slow_epochs_fills_its_budget_and_no_more():
+    from unet_tutorial import budget
+
+    # the first 7 epochs of a recorded run on 2 shared cores: most take ~12.5 s, some ~21 s
+    probe = np.cumsum([15.6, 13.0, 12.0, 12.0, 12.2, 21.5, 12.1])
+    run_epochs = [13.0, 12.0, 12.0, 12.2, 21.5, 12.1] * 40  # the run goes on the same way
+    config = TrainConfig.preset("cpu", dataset="PhC-C2DH-U373", steps_per_epoch=50)
+    step = budget.epoch_mean_seconds(probe) / config.steps_per_epoch
+    planned = budget.epochs_for_budget(config, 30.0, step)
+    minutes = sum(run_epochs[:planned]) / 60
+    assert 29.0 * 0.9 < minutes <= 30.0  # the planned epochs fit the budget and fill most of it
+    assert budget.epoch_mean_seconds([10.0, 22.0, 34.0]) == 12.0
+    with pytest.raises(ValueError, match="at least 2"):
+        budget.epoch_mean_seconds([10.0])
+
+
 def test_a_run_teaches_touching_cells_the_way_its_own_training_sequence_chose(record_script, tmp_path):
     study = tmp_path / "border_class_study.json"
     assert record_script.cell_targets("DIC-C2DH-HeLa", "01", study) == "gap"  # no study: the paper's way

@@ -14,20 +14,23 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["seconds_per_step", "epochs_for_budget", "planned_here", "OVERHEAD"]
+__all__ = ["seconds_per_step", "epoch_mean_seconds", "epochs_for_budget", "planned_here", "OVERHEAD"]
 
 OVERHEAD = 1.03  # a margin for the first epoch (it compiles) and for a busier machine
 
 
-def seconds_per_step(config, *, data_dir=None, epochs: int = 5) -> float:
+def seconds_per_step(config, *, data_dir=None, epochs: int = 7) -> float:
     """Measured seconds of training per step of ``config``, everything an epoch does included.
 
     Trains the run itself for ``epochs`` epochs of its own length in a
     temporary folder (``train.train``: the same data, network, callbacks,
-    per-epoch held-out score and checkpoint); the median length of the epochs
-    after the first (which compiles), divided by its steps. A bare
-    ``model.fit`` on the same tiles comes out about a third faster than a
-    training run, and a plan from it overruns its budget.
+    per-epoch held-out score and checkpoint); the mean length of the epochs
+    after the first (which compiles), divided by its steps. The mean, not the
+    median: a run's length is its number of epochs times their mean, and on a
+    shared 2-core machine some epochs take half again as long (the median of a
+    short probe then plans too many epochs, and the cosine schedule is cut off
+    by the budget). A bare ``model.fit`` on the same tiles comes out about a
+    third faster than a training run, and a plan from it overruns its budget.
     """
     import tempfile
 
@@ -38,7 +41,14 @@ def seconds_per_step(config, *, data_dir=None, epochs: int = 5) -> float:
     with tempfile.TemporaryDirectory() as folder:
         probe = dataclasses.replace(config, epochs=epochs, time_budget_s=0.0, output_dir=folder)
         elapsed = train(probe, data_dir=data_dir, verbose=0)["elapsed_seconds"]
-    return float(np.median(np.diff(elapsed))) / config.steps_per_epoch
+    return epoch_mean_seconds(elapsed) / config.steps_per_epoch
+
+
+def epoch_mean_seconds(elapsed_seconds) -> float:
+    """The mean length of the epochs after the first, from the training time at each epoch's end."""
+    if len(elapsed_seconds) < 2:
+        raise ValueError(f"need the end times of at least 2 epochs (the first one compiles), got {len(elapsed_seconds)}.")
+    return float(np.mean(np.diff(elapsed_seconds)))
 
 
 def epochs_for_budget(config, minutes: float, step_seconds: float) -> int:
