@@ -149,7 +149,7 @@ def test_a_probe_plans_from_the_mean_epoch_so_a_run_with_slow_epochs_fills_its_b
     step = budget.epoch_mean_seconds(probe) / config.steps_per_epoch
     planned = budget.epochs_for_budget(config, 30.0, step)
     minutes = sum(run_epochs[:planned]) / 60
-    assert 29.0 * 0.9 < minutes <= 30.0  # the planned epochs fit the budget and fill most of it
+    assert 0.9 * 30.0 < minutes <= 30.0  # the planned epochs fit the budget and fill at least 90% of it
     assert budget.epoch_mean_seconds([10.0, 22.0, 34.0]) == 12.0
     with pytest.raises(ValueError, match="at least 2"):
         budget.epoch_mean_seconds([10.0])
