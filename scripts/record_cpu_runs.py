@@ -118,6 +118,9 @@ def held_out_curve(run_dir: pathlib.Path, config, final_model, final_minutes: fl
     from unet_tutorial.callbacks import read_snapshots
     from unet_tutorial.evaluate import load_model
 
+    # snapshots.json keeps minutes to 3 decimals: compare at that precision, or the last epoch's snapshot
+    # (rounded down) would be scored again as an earlier point
+    final_minutes = round(final_minutes, 3)
     earlier = [(minutes, path) for minutes, path in read_snapshots(run_dir) if minutes < final_minutes]
     curve = {"minutes": [], "seg": [], "tta": False}
     for minutes, model in [(minutes, load_model(path)) for minutes, path in earlier] + [(final_minutes, final_model)]:

@@ -86,6 +86,19 @@ def test_every_result_of_a_process_names_the_commit_it_started_from(monkeypatch)
     assert (run["commit"], run["uncommitted_changes"]) == (started["commit"], started["uncommitted_changes"])
 
 
+def test_the_held_out_curve_scores_the_last_epoch_once(record_script, tmp_path, monkeypatch):
+    from unet_tutorial import evaluate
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    # a snapshot after each epoch: the last one's minutes rounded down below the history's 0.025083
+    (folder / "snapshots.json").write_text(json.dumps({"snapshot-0001.keras": 0.02, "snapshot-0002.keras": 0.025}))
+    monkeypatch.setattr(evaluate, "load_model", lambda path: path.name)
+    monkeypatch.setattr(record_script, "score_ctc", lambda model, config, tta: ({"seg": len(str(model)) / 100},))
+    curve = record_script.held_out_curve(tmp_path, None, "final", 0.025083)
+    assert curve["minutes"] == [0.02, 0.025] and curve["seg"] == [0.19, 0.05]  # snapshot 1, then the final network
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["isbi2012", "PhC-C2DH-U373-02"])
